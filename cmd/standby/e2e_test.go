@@ -347,4 +347,3 @@ func TestQuickstartEchoPool(t *testing.T) {
 		return got.State == "stopped" && len(instancePIDs(s.dataDir, sb.InstanceID)) == 0
 	})
 }
-
