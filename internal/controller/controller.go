@@ -62,8 +62,11 @@ const workers = 4
 // sandbox expires within about a second of expires_at.
 const sandboxSweep = time.Second
 
-// liveStates are the instance states that hold (or may hold) a process.
-var liveStates = []string{standby.InstanceWarming, standby.InstanceReady, standby.InstanceClaimed, standby.InstanceDraining}
+// liveStates returns the instance states that hold (or may hold) a
+// process.
+func liveStates() []string {
+	return []string{standby.InstanceWarming, standby.InstanceReady, standby.InstanceClaimed, standby.InstanceDraining}
+}
 
 // poolMemory is what the controller remembers about a pool between looks.
 type poolMemory struct {
@@ -386,7 +389,7 @@ func (c *Controller) hostSlots(ctx context.Context) ([]planHost, error) {
 		}
 		free := -1
 		if h.MaxInstances > 0 {
-			live, err := c.findInstances(ctx, standby.InstanceFilter{HostID: h.ID, States: liveStates})
+			live, err := c.findInstances(ctx, standby.InstanceFilter{HostID: h.ID, States: liveStates()})
 			if err != nil {
 				return nil, fmt.Errorf("count instances of host %s: %w", h.ID, err)
 			}

@@ -1,0 +1,406 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/standbyhq/standby"
+)
+
+// poolSpec is the JSON of a pool's fields that are never filtered on.
+type poolSpec struct {
+	TemplateRef                     string            `json:"template_ref"`
+	ResolvedTemplate                string            `json:"resolved_template"`
+	Resources                       standby.Resources `json:"resources"`
+	MinReady                        int               `json:"min_ready"`
+	MaxReady                        int               `json:"max_ready"`
+	IdleTimeoutSeconds              int               `json:"idle_timeout_seconds"`
+	StaleAfterSeconds               int               `json:"stale_after_seconds"`
+	CheckoutPolicy                  string            `json:"checkout_policy"`
+	VersionPolicy                   string            `json:"version_policy"`
+	RolloutGeneration               int64             `json:"rollout_generation"`
+	RuntimeArtifactID               *string           `json:"runtime_artifact_id"`
+	HostPoolID                      *string           `json:"host_pool_id"`
+	CellID                          *string           `json:"cell_id"`
+	CompatibilityKey                *string           `json:"compatibility_key"`
+	TrackTag                        *string           `json:"track_tag"`
+	PreviousResolvedTemplate        *string           `json:"previous_resolved_template"`
+	PreviousResolvedTemplateBuildID *string           `json:"previous_resolved_template_build_id"`
+	PreviousRuntimeArtifactID       *string           `json:"previous_runtime_artifact_id"`
+	EnabledAt                       *time.Time        `json:"enabled_at"`
+	DisabledAt                      *time.Time        `json:"disabled_at"`
+	DrainRequestedAt                *time.Time        `json:"drain_requested_at"`
+	DeletedAt                       *time.Time        `json:"deleted_at"`
+}
+
+func specOf(p *standby.WarmPool) poolSpec {
+	return poolSpec{
+		TemplateRef: p.TemplateRef, ResolvedTemplate: p.ResolvedTemplate, Resources: p.Resources,
+		MinReady: p.MinReady, MaxReady: p.MaxReady, IdleTimeoutSeconds: p.IdleTimeoutSeconds, StaleAfterSeconds: p.StaleAfterSeconds,
+		CheckoutPolicy: p.CheckoutPolicy, VersionPolicy: p.VersionPolicy, RolloutGeneration: p.RolloutGeneration,
+		RuntimeArtifactID: p.RuntimeArtifactID, HostPoolID: p.HostPoolID, CellID: p.CellID, CompatibilityKey: p.CompatibilityKey,
+		TrackTag: p.TrackTag, PreviousResolvedTemplate: p.PreviousResolvedTemplate,
+		PreviousResolvedTemplateBuildID: p.PreviousResolvedTemplateBuildID, PreviousRuntimeArtifactID: p.PreviousRuntimeArtifactID,
+		EnabledAt: p.EnabledAt, DisabledAt: p.DisabledAt, DrainRequestedAt: p.DrainRequestedAt, DeletedAt: p.DeletedAt,
+	}
+}
+
+func (sp *poolSpec) apply(p *standby.WarmPool) {
+	p.TemplateRef, p.ResolvedTemplate, p.Resources = sp.TemplateRef, sp.ResolvedTemplate, sp.Resources
+	p.MinReady, p.MaxReady, p.IdleTimeoutSeconds, p.StaleAfterSeconds = sp.MinReady, sp.MaxReady, sp.IdleTimeoutSeconds, sp.StaleAfterSeconds
+	p.CheckoutPolicy, p.VersionPolicy, p.RolloutGeneration = sp.CheckoutPolicy, sp.VersionPolicy, sp.RolloutGeneration
+	p.RuntimeArtifactID, p.HostPoolID, p.CellID, p.CompatibilityKey = sp.RuntimeArtifactID, sp.HostPoolID, sp.CellID, sp.CompatibilityKey
+	p.TrackTag, p.PreviousResolvedTemplate = sp.TrackTag, sp.PreviousResolvedTemplate
+	p.PreviousResolvedTemplateBuildID, p.PreviousRuntimeArtifactID = sp.PreviousResolvedTemplateBuildID, sp.PreviousRuntimeArtifactID
+	p.EnabledAt, p.DisabledAt, p.DrainRequestedAt, p.DeletedAt = sp.EnabledAt, sp.DisabledAt, sp.DrainRequestedAt, sp.DeletedAt
+}
+
+// poolSelect reads a pool with its status counts computed from the
+// instance and sandbox rows; ?1 is the start of the last hour.
+const poolSelect = `SELECT p.id, p.project_id, p.name, p.state, p.resolved_template_build_id, p.labels, p.metadata, p.spec,
+	p.version, p.created_at, p.updated_at, p.target, p.unavailable, p.rollout_status, p.degraded_reason, p.last_reconciled_at,
+	(SELECT count(*) FROM instances i WHERE i.pool_id = p.id AND i.state = 'ready'),
+	(SELECT count(*) FROM instances i WHERE i.pool_id = p.id AND i.state = 'warming'),
+	(SELECT count(*) FROM instances i WHERE i.pool_id = p.id AND i.state = 'claimed'),
+	(SELECT count(*) FROM instances i WHERE i.pool_id = p.id AND i.state = 'draining'),
+	(SELECT count(*) FROM instances i WHERE i.pool_id = p.id AND i.state = 'failed' AND i.ended_at > ?1),
+	(SELECT count(*) FROM sandboxes x WHERE x.pool_id = p.id AND x.state = 'expired' AND x.stopped_at > ?1)
+	FROM warm_pools p`
+
+func scanPool(r scanner) (*standby.WarmPool, error) {
+	var p standby.WarmPool
+	var resolved, degraded sql.NullString
+	var labels, metadata, spec, rollout string
+	var created, updated int64
+	var reconciled sql.NullInt64
+	st := &p.Status
+	if err := r.Scan(&p.ID, &p.ProjectID, &p.Name, &p.State, &resolved, &labels, &metadata, &spec,
+		&p.Version, &created, &updated, &st.Target, &st.Unavailable, &rollout, &degraded, &reconciled,
+		&st.Ready, &st.Warming, &st.Claimed, &st.Draining, &st.Failed, &st.Expired); err != nil {
+		return nil, err
+	}
+	var sp poolSpec
+	if err := decodeJSON(spec, &sp); err != nil {
+		return nil, err
+	}
+	sp.apply(&p)
+	if err := decodeJSON(rollout, &p.RolloutStatus); err != nil {
+		return nil, err
+	}
+	if p.RolloutStatus.CurrentCounts == nil {
+		p.RolloutStatus.CurrentCounts = map[string]int{}
+	}
+	var err error
+	if p.Labels, err = decodeMap[string](labels); err != nil {
+		return nil, err
+	}
+	p.Metadata = []byte(metadata)
+	p.ResolvedTemplateBuildID, p.DegradedReason = fromNullString(resolved), fromNullString(degraded)
+	p.CreatedAt, p.UpdatedAt, p.LastReconciledAt = fromMicro(created), fromMicro(updated), fromNullMicro(reconciled)
+	return &p, nil
+}
+
+// hourAgo is where the last-hour counts of pool status start.
+func (s *Store) hourAgo() int64 { return micro(s.clock.Now().Add(-time.Hour)) }
+
+// CreateWarmPool stores a pool (Version 1).
+func (s *Store) CreateWarmPool(ctx context.Context, p *standby.WarmPool) error {
+	p.Version = 1
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
+	}
+	if len(p.Metadata) == 0 {
+		p.Metadata = []byte("{}")
+	}
+	if p.RolloutStatus.CurrentCounts == nil {
+		p.RolloutStatus.CurrentCounts = map[string]int{}
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		return writePool(ctx, tx, p, true)
+	})
+}
+
+// writePool inserts or rewrites a whole pool row (spec and controller
+// columns).
+func writePool(ctx context.Context, tx *sql.Tx, p *standby.WarmPool, insert bool) error {
+	spec, err := encodeJSON(specOf(p))
+	if err != nil {
+		return err
+	}
+	labels, err := jsonMap(p.Labels)
+	if err != nil {
+		return err
+	}
+	rollout, err := encodeJSON(p.RolloutStatus)
+	if err != nil {
+		return err
+	}
+	args := []any{p.ProjectID, p.Name, p.State, nullString(p.ResolvedTemplateBuildID), labels, metadataText(p.Metadata), spec,
+		p.Version, micro(p.CreatedAt), micro(p.UpdatedAt), p.Status.Target, p.Status.Unavailable, rollout,
+		nullString(p.DegradedReason), microPtr(p.LastReconciledAt), p.ID}
+	q := `UPDATE warm_pools SET project_id = ?, name = ?, state = ?, resolved_template_build_id = ?, labels = ?, metadata = ?, spec = ?,
+		version = ?, created_at = ?, updated_at = ?, target = ?, unavailable = ?, rollout_status = ?, degraded_reason = ?,
+		last_reconciled_at = ? WHERE id = ?`
+	if insert {
+		q = `INSERT INTO warm_pools (project_id, name, state, resolved_template_build_id, labels, metadata, spec,
+			version, created_at, updated_at, target, unavailable, rollout_status, degraded_reason, last_reconciled_at, id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	}
+	_, err = tx.ExecContext(ctx, q, args...)
+	return dbError(err, "write warm pool "+p.ID)
+}
+
+func (s *Store) findPool(ctx context.Context, q querier, id string) (*standby.WarmPool, error) {
+	p, err := scanPool(q.QueryRowContext(ctx, poolSelect+" WHERE p.id = ?2", s.hourAgo(), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("warm pool", id)
+	}
+	return p, dbError(err, "find warm pool")
+}
+
+// FindWarmPool returns a pool, deleted or not, with Status counts computed
+// from the records. not_found.
+func (s *Store) FindWarmPool(ctx context.Context, id string) (*standby.WarmPool, error) {
+	return s.findPool(ctx, s.read, id)
+}
+
+// FindWarmPools lists pools in creation order, with Status as above.
+func (s *Store) FindWarmPools(ctx context.Context, f standby.WarmPoolFilter) ([]*standby.WarmPool, string, error) {
+	w := &where{args: []any{s.hourAgo()}}
+	if f.ProjectID != "" {
+		w.add("p.project_id = ?", f.ProjectID)
+	}
+	w.in("p.id", f.IDs)
+	w.in("p.state", f.States)
+	if !f.IncludeDeleted {
+		w.add("p.state != 'deleted'")
+	}
+	w.labels("p.labels", f.Labels)
+	out := []*standby.WarmPool{}
+	next, err := listByID(ctx, s.read, "twp", poolSelect, "p.id", w, f.Page, func(r *sql.Rows) (string, error) {
+		p, err := scanPool(r)
+		if err != nil {
+			return "", err
+		}
+		out = append(out, p)
+		return p.ID, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// UpdateWarmPool edits a pool; version+1. The store keeps whatever
+// UpdatedAt fn leaves. not_found.
+func (s *Store) UpdateWarmPool(ctx context.Context, id string, fn func(*standby.WarmPool) error) (*standby.WarmPool, error) {
+	var p *standby.WarmPool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = s.findPool(ctx, tx, id); err != nil {
+			return err
+		}
+		version, status := p.Version, p.Status
+		if err := fn(p); err != nil {
+			return err
+		}
+		p.ID, p.Version = id, version+1
+		// Counts are computed, never stored; Target and Unavailable are
+		// the controller's (SetWarmPoolStatus).
+		p.Status = status
+		if p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		if len(p.Metadata) == 0 {
+			p.Metadata = []byte("{}")
+		}
+		if p.RolloutStatus.CurrentCounts == nil {
+			p.RolloutStatus.CurrentCounts = map[string]int{}
+		}
+		return writePool(ctx, tx, p, false)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SetWarmPoolStatus records the controller's view; no version change.
+// not_found.
+func (s *Store) SetWarmPoolStatus(ctx context.Context, id string, st standby.WarmPoolControllerStatus) error {
+	if st.RolloutStatus.CurrentCounts == nil {
+		st.RolloutStatus.CurrentCounts = map[string]int{}
+	}
+	rollout, err := encodeJSON(st.RolloutStatus)
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE warm_pools SET target = ?, unavailable = ?, rollout_status = ?, degraded_reason = ?, last_reconciled_at = ? WHERE id = ?",
+			st.Target, st.Unavailable, rollout, nullString(st.DegradedReason), micro(st.LastReconciledAt), id)
+		return affected(res, err, "warm pool", id, "set warm pool status")
+	})
+}
+
+const instanceCols = `id, project_id, pool_id, state, template_build_id, host_id, address, ports, labels, annotations,
+	sandbox_id, rollout_generation, reason, created_at, ready_at, ended_at`
+
+func scanInstance(r scanner) (*standby.Instance, error) {
+	var i standby.Instance
+	var pool, sandbox sql.NullString
+	var ports, labels, annotations string
+	var created int64
+	var ready, ended sql.NullInt64
+	if err := r.Scan(&i.ID, &i.ProjectID, &pool, &i.State, &i.TemplateBuildID, &i.HostID, &i.Address, &ports, &labels, &annotations,
+		&sandbox, &i.RolloutGeneration, &i.Reason, &created, &ready, &ended); err != nil {
+		return nil, err
+	}
+	var err error
+	if i.Ports, err = decodeMap[int](ports); err != nil {
+		return nil, err
+	}
+	if i.Labels, err = decodeMap[string](labels); err != nil {
+		return nil, err
+	}
+	if i.Annotations, err = decodeMap[string](annotations); err != nil {
+		return nil, err
+	}
+	i.PoolID, i.SandboxID = pool.String, fromNullString(sandbox)
+	i.CreatedAt, i.ReadyAt, i.EndedAt = fromMicro(created), fromNullMicro(ready), fromNullMicro(ended)
+	return &i, nil
+}
+
+func normalizeInstance(i *standby.Instance) {
+	if i.Ports == nil {
+		i.Ports = map[string]int{}
+	}
+	if i.Labels == nil {
+		i.Labels = map[string]string{}
+	}
+	if i.Annotations == nil {
+		i.Annotations = map[string]string{}
+	}
+}
+
+// writeInstance inserts or rewrites a whole instance row.
+func writeInstance(ctx context.Context, tx *sql.Tx, i *standby.Instance, insert bool) error {
+	normalizeInstance(i)
+	ports, err := jsonMap(i.Ports)
+	if err != nil {
+		return err
+	}
+	labels, err := jsonMap(i.Labels)
+	if err != nil {
+		return err
+	}
+	annotations, err := jsonMap(i.Annotations)
+	if err != nil {
+		return err
+	}
+	args := []any{i.ProjectID, emptyNull(i.PoolID), i.State, i.TemplateBuildID, i.HostID, i.Address, ports, labels, annotations,
+		nullString(i.SandboxID), i.RolloutGeneration, i.Reason, micro(i.CreatedAt), microPtr(i.ReadyAt), microPtr(i.EndedAt), i.ID}
+	q := `UPDATE instances SET project_id = ?, pool_id = ?, state = ?, template_build_id = ?, host_id = ?, address = ?, ports = ?,
+		labels = ?, annotations = ?, sandbox_id = ?, rollout_generation = ?, reason = ?, created_at = ?, ready_at = ?, ended_at = ?
+		WHERE id = ?`
+	if insert {
+		q = `INSERT INTO instances (project_id, pool_id, state, template_build_id, host_id, address, ports, labels, annotations,
+			sandbox_id, rollout_generation, reason, created_at, ready_at, ended_at, id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	}
+	_, err = tx.ExecContext(ctx, q, args...)
+	return dbError(err, "write instance "+i.ID)
+}
+
+// CreateInstance stores an instance. conflict: id taken.
+func (s *Store) CreateInstance(ctx context.Context, i *standby.Instance) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return writeInstance(ctx, tx, i, true) })
+}
+
+func findInstance(ctx context.Context, q querier, id string) (*standby.Instance, error) {
+	i, err := scanInstance(q.QueryRowContext(ctx, "SELECT "+instanceCols+" FROM instances WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("instance", id)
+	}
+	return i, dbError(err, "find instance")
+}
+
+// FindInstance returns an instance. not_found.
+func (s *Store) FindInstance(ctx context.Context, id string) (*standby.Instance, error) {
+	return findInstance(ctx, s.read, id)
+}
+
+// FindInstances lists instances in creation order.
+func (s *Store) FindInstances(ctx context.Context, f standby.InstanceFilter) ([]*standby.Instance, string, error) {
+	w := &where{}
+	if f.ProjectID != "" {
+		w.add("project_id = ?", f.ProjectID)
+	}
+	if f.PoolID != "" {
+		w.add("pool_id = ?", f.PoolID)
+	}
+	if f.NoPool {
+		w.add("pool_id IS NULL")
+	}
+	if f.HostID != "" {
+		w.add("host_id = ?", f.HostID)
+	}
+	w.in("state", f.States)
+	out := []*standby.Instance{}
+	next, err := listByID(ctx, s.read, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, func(r *sql.Rows) (string, error) {
+		i, err := scanInstance(r)
+		if err != nil {
+			return "", err
+		}
+		out = append(out, i)
+		return i.ID, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// UpdateInstance edits an instance. not_found.
+func (s *Store) UpdateInstance(ctx context.Context, id string, fn func(*standby.Instance) error) (*standby.Instance, error) {
+	var i *standby.Instance
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if i, err = findInstance(ctx, tx, id); err != nil {
+			return err
+		}
+		if err := fn(i); err != nil {
+			return err
+		}
+		i.ID = id
+		return writeInstance(ctx, tx, i, false)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return i, nil
+}
+
+// DeleteInstance removes an instance record. not_found.
+func (s *Store) DeleteInstance(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM instances WHERE id = ?", id)
+		return affected(res, err, "instance", id, "delete instance")
+	})
+}
+
+// DeleteFailedInstances removes failed instances that ended before t and
+// returns how many.
+func (s *Store) DeleteFailedInstances(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM instances WHERE state = 'failed' AND ended_at < ?", micro(before))
+		if err != nil {
+			return dbError(err, "delete failed instances")
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
