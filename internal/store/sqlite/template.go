@@ -151,18 +151,18 @@ func (s *Store) DeleteTemplate(ctx context.Context, projectID, name string) erro
 
 // buildSpec is the JSON of a build's fields that are never filtered on.
 type buildSpec struct {
-	Status               string              `json:"status"`
-	CanonicalRef         string              `json:"canonical_ref"`
-	RuntimeArtifactID    string              `json:"runtime_artifact_id"`
-	CompatibilityKey     string              `json:"compatibility_key"`
-	StartCmd             []string            `json:"start_cmd"`
-	Env                  map[string]string   `json:"env"`
-	Workdir              string              `json:"workdir"`
-	Files                map[string]string   `json:"files"`
-	Ports                []standby.Port      `json:"ports"`
+	Status               string               `json:"status"`
+	CanonicalRef         string               `json:"canonical_ref"`
+	RuntimeArtifactID    string               `json:"runtime_artifact_id"`
+	CompatibilityKey     string               `json:"compatibility_key"`
+	StartCmd             []string             `json:"start_cmd"`
+	Env                  map[string]string    `json:"env"`
+	Workdir              string               `json:"workdir"`
+	Files                map[string]string    `json:"files"`
+	Ports                []standby.Port       `json:"ports"`
 	HealthCheck          *standby.HealthCheck `json:"health_check"`
 	ReadinessHealthCheck *standby.HealthCheck `json:"readiness_health_check"`
-	Resources            standby.Resources   `json:"resources"`
+	Resources            standby.Resources    `json:"resources"`
 }
 
 const buildCols = "id, project_id, template, number, spec, created_at"
