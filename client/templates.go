@@ -83,9 +83,9 @@ func (c *Client) GetBuild(ctx context.Context, template, id string) (*standby.Bu
 }
 
 // SetTag points a template's tag at a build; pools tracking the tag roll
-// over to it.
-func (c *Client) SetTag(ctx context.Context, template, tag, buildID string) error {
+// over to it. It returns the build with its tags now (nil when the server
+// answers 204).
+func (c *Client) SetTag(ctx context.Context, template, tag, buildID string) (*standby.Build, error) {
 	path := "/v1/templates/" + esc(template) + "/tags/" + esc(tag)
-	_, err := c.do(ctx, http.MethodPut, path, nil, map[string]string{"build_id": buildID}, nil)
-	return err
+	return maybe[standby.Build](ctx, c, http.MethodPut, path, nil, map[string]string{"build_id": buildID})
 }
