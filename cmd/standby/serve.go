@@ -62,12 +62,18 @@ func newServeCommand(stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.AdminKey = os.Getenv("STANDBY_ADMIN_KEY")
+			// --data-dir is the CLI's persistent flag, so serve and the
+			// other commands agree on where admin.key lives.
+			dataDir, err := cmd.Flags().GetString("data-dir")
+			if err != nil {
+				return err
+			}
+			cfg.DataDir = dataDir
 			return serve(cmd.Context(), cfg, stderr)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", envOr("STANDBY_LISTEN", "127.0.0.1:7070"), "address to serve the API on (env STANDBY_LISTEN)")
-	f.StringVar(&cfg.DataDir, "data-dir", envOr("STANDBY_DATA_DIR", "./standby-data"), "directory for the store, admin key and instances (env STANDBY_DATA_DIR)")
 	f.StringVar(&cfg.Store, "store", envOr("STANDBY_STORE", ""), "store URL: sqlite:<path> (default: SQLite in the data dir) (env STANDBY_STORE)")
 	f.StringVar(&cfg.Sync, "sqlite-synchronous", envOr("STANDBY_SQLITE_SYNCHRONOUS", "FULL"), "SQLite synchronous setting: FULL (nothing acknowledged is lost, even on power loss) or NORMAL")
 	f.BoolVar(&cfg.LocalAgent, "local-agent", envOr("STANDBY_LOCAL_AGENT", "true") == "true", "run an agent in this process (env STANDBY_LOCAL_AGENT)")
