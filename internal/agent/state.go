@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/standbyhq/standby"
+)
+
+// stateFile is <id>/state.json: what a restarted agent needs to re-adopt
+// the instance and tell its process from a later one with the same pid.
+type stateFile struct {
+	Spec      standby.InstanceSpec `json:"spec"`
+	PID       int                  `json:"pid"`
+	StartTick uint64               `json:"start_tick"`
+	StartedAt time.Time            `json:"started_at"`
+	Address   string               `json:"address"`
+	Ports     map[string]int       `json:"ports"`
+	Ready     bool                 `json:"ready"`
+}
+
+const stateName = "state.json"
+
+// writeState writes state.json atomically (temp file, fsync, rename,
+// fsync of the directory), so a crash leaves the old or the new file.
+func (inst *instance) writeState(ready bool) error {
+	b, err := json.Marshal(stateFile{
+		Spec: inst.spec, PID: inst.pid, StartTick: inst.startTick, StartedAt: inst.startedAt,
+		Address: inst.address, Ports: inst.ports, Ready: ready,
+	})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(inst.dir, stateName), b)
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// removeState deletes state.json: the instance is no longer the agent's to
+// re-adopt. Logs stay.
+func (inst *instance) removeState() {
+	inst.fileMu.Lock()
+	defer inst.fileMu.Unlock()
+	_ = os.Remove(filepath.Join(inst.dir, stateName))
+}
+
+// adoptAll runs in New: every state.json whose process still runs (same
+// pid and start time) is adopted, so Instances lists it as soon as New
+// returns. The others' state is deleted and their ids returned, for Run to
+// report failed.
+func (a *Local) adoptAll() (lost []string) {
+	entries, err := os.ReadDir(a.instDir)
+	if err != nil {
+		a.log.Error("cannot list instances to re-adopt", "dir", a.instDir, "err", err)
+		return nil
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(a.instDir, e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, stateName))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		var st stateFile
+		if err == nil {
+			err = json.Unmarshal(b, &st)
+		}
+		if err == nil && (st.Spec.ID != e.Name() || st.Spec.Build == nil || st.PID <= 0) {
+			err = errors.New("incomplete state")
+		}
+		if err != nil {
+			a.log.Error("unreadable instance state; reporting it failed", "instance", e.Name(), "err", err)
+			os.Remove(filepath.Join(dir, stateName))
+			lost = append(lost, e.Name())
+			continue
+		}
+		if !a.adopt(dir, st) {
+			lost = append(lost, e.Name())
+		}
+	}
+	return lost
+}
+
+// adopt takes over the instance of st, or reports false when its process
+// is gone.
+func (a *Local) adopt(dir string, st stateFile) bool {
+	id := st.Spec.ID
+	inst := a.newInstance(id, dir)
+	inst.spec = st.Spec
+	inst.pid = st.PID
+	inst.startTick = st.StartTick
+	inst.startedAt = st.StartedAt
+	inst.address = st.Address
+	inst.ports = st.Ports
+	if inst.ports == nil {
+		inst.ports = map[string]int{}
+	}
+	inst.readiness = st.Spec.Build.Readiness()
+	inst.liveness = st.Spec.Build.Liveness()
+	inst.ready = st.Ready
+	if procGone(st.PID, st.StartTick) {
+		a.log.Info("instance died while the agent was down", "instance", id, "pid", st.PID)
+		if ps, err := readStat(st.PID); err == nil && ps.startTime == st.StartTick {
+			// Its zombie: reap it if it is this process's child (an agent
+			// restarted within one process).
+			reap(st.PID)
+		}
+		inst.cancel()
+		inst.removeState()
+		return false
+	}
+	a.launch(inst, func() { a.waitAdopted(inst) })
+	a.log.Info("instance re-adopted", "instance", id, "pid", st.PID, "ready", st.Ready)
+	return true
+}

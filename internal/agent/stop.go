@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"context"
+	"syscall"
+	"time"
+)
+
+// groupPoll is how often a stop checks whether the group is gone.
+const groupPoll = 10 * time.Millisecond
+
+// StopInstance stops the instance's whole process group: SIGTERM, then
+// SIGKILL after StopGrace, and returns once no process of the group runs.
+// It reports no event for the instance and deletes its state.json; its logs
+// stay readable. An instance that is not running is no error. If ctx ends
+// first, the group is killed at once and ctx's error returned.
+func (a *Local) StopInstance(ctx context.Context, id string) error {
+	a.mu.Lock()
+	inst := a.running[id]
+	if inst == nil {
+		a.mu.Unlock()
+		return nil
+	}
+	inst.stopping = true
+	a.mu.Unlock()
+	inst.cancel()
+	a.log.Info("stopping instance", "instance", id, "pid", inst.pid)
+
+	killGroup(inst.pid, syscall.SIGTERM)
+	graceCtx, cancel := context.WithTimeout(ctx, a.cfg.StopGrace)
+	err := a.waitGone(graceCtx, inst)
+	cancel()
+	if err != nil {
+		killGroup(inst.pid, syscall.SIGKILL)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.log.Info("instance ignored SIGTERM; killed it", "instance", id, "grace", a.cfg.StopGrace)
+		if err := a.waitGone(ctx, inst); err != nil {
+			return err
+		}
+	}
+	a.end(inst)
+	inst.removeState()
+	return nil
+}
+
+// waitGone returns nil once the main process has ended and no process of
+// its group runs, or ctx's error.
+func (a *Local) waitGone(ctx context.Context, inst *instance) error {
+	t := time.NewTicker(groupPoll)
+	defer t.Stop()
+	for {
+		if a.mainGone(inst) && !groupAlive(inst.pid) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-inst.exited:
+		case <-t.C:
+		}
+	}
+}
+
+// mainGone reports whether the instance's main process has ended. While
+// the agent runs, its waiter closes exited (after reaping a child); after
+// shutdown there is no waiter, so /proc is asked.
+func (a *Local) mainGone(inst *instance) bool {
+	select {
+	case <-inst.exited:
+		return true
+	default:
+	}
+	if a.base.Err() != nil && procGone(inst.pid, inst.startTick) {
+		reap(inst.pid)
+		return true
+	}
+	return false
+}
