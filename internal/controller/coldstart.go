@@ -15,6 +15,11 @@ import (
 func (c *Controller) ColdStart(ctx context.Context, sb *standby.Sandbox, build *standby.Build, env map[string]string) (*standby.Sandbox, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ColdStartTimeout)
 	defer cancel()
+	select {
+	case <-c.started:
+	case <-ctx.Done():
+		return nil, standby.Errorf(standby.EUnavailable, "cold start: the controller is not running yet")
+	}
 
 	in, err := c.placeColdInstance(ctx, sb, build)
 	if err != nil {

@@ -72,6 +72,13 @@ func liveStates() []string {
 type poolMemory struct {
 	failures    int
 	lastFailure time.Time
+	// streak is the failure count the last ready event after failures
+	// reset; until streakUntil it still counts, so readiness that proves
+	// hollow (the instance dies right after) neither lifts the backoff
+	// nor restarts the count: a build that passes its check and then
+	// crashes still backs off instead of spinning.
+	streak      int
+	streakUntil time.Time
 	// claimed are the claimed instances seen at the last look; new ones
 	// are checkouts.
 	claimed   map[string]bool
@@ -102,6 +109,11 @@ type Controller struct {
 	stopping map[string]bool // instance ids with a stop in flight
 	waiters  map[string]chan standby.InstanceEvent
 	runCtx   context.Context
+	closed   bool // Run is finishing: no new background goroutines
+	// started is closed once Run reconciled the store with the agents;
+	// cold starts wait for it, as reconciliation would take their fresh
+	// instance for lost or orphaned.
+	started chan struct{}
 }
 
 // New checks cfg, fills its defaults and returns a controller.
@@ -151,6 +163,7 @@ func New(cfg Config) (*Controller, error) {
 		pools:    map[string]*poolMemory{},
 		stopping: map[string]bool{},
 		waiters:  map[string]chan standby.InstanceEvent{},
+		started:  make(chan struct{}),
 	}
 	for i, a := range cfg.Agents {
 		if a == nil {
@@ -181,14 +194,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.runCtx = ctx
 	c.mu.Unlock()
 
-	if err := c.upsertHosts(ctx); err != nil {
+	if err := c.start(ctx); err != nil {
+		c.finish()
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
-	for _, a := range c.agents {
-		if err := c.reconcileAgent(ctx, a); err != nil {
-			return fmt.Errorf("reconcile host %s: %w", a.Host().ID, err)
-		}
-	}
+	close(c.started)
 
 	var wg sync.WaitGroup
 	for _, a := range c.agents {
@@ -214,7 +227,21 @@ loop:
 		}
 	}
 	wg.Wait()
-	c.bg.Wait()
+	c.finish()
+	return nil
+}
+
+// start records the hosts and reconciles the store with what each agent
+// runs.
+func (c *Controller) start(ctx context.Context) error {
+	if err := c.upsertHosts(ctx); err != nil {
+		return err
+	}
+	for _, a := range c.agents {
+		if err := c.reconcileAgent(ctx, a); err != nil {
+			return fmt.Errorf("reconcile host %s: %w", a.Host().ID, err)
+		}
+	}
 	return nil
 }
 
@@ -257,9 +284,23 @@ func (c *Controller) signalReady() {
 	c.mu.Unlock()
 }
 
-// goBackground runs f in a goroutine Run waits for.
+// goBackground runs f in a goroutine Run waits for; once Run is
+// finishing it drops f.
 func (c *Controller) goBackground(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	c.bg.Go(f)
+}
+
+// finish waits for the background goroutines; none start after it.
+func (c *Controller) finish() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.bg.Wait()
 }
 
 func (c *Controller) handle(ctx context.Context, key string) error {
@@ -400,6 +441,23 @@ func (c *Controller) hostSlots(ctx context.Context) ([]planHost, error) {
 	return hosts, nil
 }
 
+// effectiveFailures is the consecutive start failures that count at now.
+func (m *poolMemory) effectiveFailures(now time.Time) int {
+	if now.Before(m.streakUntil) {
+		return max(m.failures, m.streak)
+	}
+	return m.failures
+}
+
+// readyAfter records a ready instance of the pool: the failure count
+// resets, its streak lingers for earlyDeath.
+func (m *poolMemory) readyAfter(now time.Time) {
+	if m.failures > 0 {
+		m.streak, m.streakUntil = m.failures, now.Add(earlyDeath)
+	}
+	m.failures = 0
+}
+
 // memory returns the controller's memory of a pool. Call with mu held.
 func (c *Controller) memory(poolID string) *poolMemory {
 	m := c.pools[poolID]
@@ -410,6 +468,10 @@ func (c *Controller) memory(poolID string) *poolMemory {
 	return m
 }
 
+// earlyDeath is how soon after readiness a death still counts as a failed
+// start.
+const earlyDeath = 10 * time.Second
+
 // startFailed counts a start failure of a pool.
 func (c *Controller) startFailed(poolID string) {
 	if poolID == "" {
@@ -417,8 +479,9 @@ func (c *Controller) startFailed(poolID string) {
 	}
 	c.mu.Lock()
 	m := c.memory(poolID)
-	m.failures++
-	m.lastFailure = c.clock.Now()
+	now := c.clock.Now()
+	m.failures = m.effectiveFailures(now) + 1
+	m.lastFailure = now
 	n := m.failures
 	c.mu.Unlock()
 	c.logger.Info("instance failed to start", "pool", poolID, "consecutive_failures", n)

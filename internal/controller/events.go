@@ -83,7 +83,7 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 			return
 		}
 		c.mu.Lock()
-		c.memory(in.PoolID).failures = 0
+		c.memory(in.PoolID).readyAfter(now)
 		c.mu.Unlock()
 		if became {
 			log.Debug("instance ready", "pool", in.PoolID)
@@ -112,7 +112,8 @@ func (c *Controller) instanceFailed(ctx context.Context, in *standby.Instance, r
 			return
 		}
 		log.Info("instance failed", "state", in.State, "reason", reason)
-		if in.State == standby.InstanceWarming && reason != reasonLost {
+		early := in.State == standby.InstanceReady && in.ReadyAt != nil && c.clock.Now().Sub(*in.ReadyAt) < earlyDeath
+		if (in.State == standby.InstanceWarming || early) && reason != reasonLost {
 			c.startFailed(in.PoolID)
 		}
 		c.stopInBackground(ctx, in, false) // e.g. a readiness timeout leaves it running

@@ -119,10 +119,15 @@ func plan(pool *standby.WarmPool, instances []*standby.Instance, st planState, n
 	byAge(oldReady)
 
 	var res planResult
+	// current_counts describe the pool once the result is applied, as
+	// the status is written after the actions.
 	res.Status.RolloutStatus = standby.RolloutStatus{TargetBuildID: cur, CurrentCounts: counts}
 	stop := func(reason string, s ...*standby.Instance) {
 		for _, in := range s {
 			res.Stops = append(res.Stops, stopAction{InstanceID: in.ID, Reason: reason})
+			if counts[in.TemplateBuildID]--; counts[in.TemplateBuildID] == 0 {
+				delete(counts, in.TemplateBuildID)
+			}
 		}
 	}
 	oldLeft := len(oldWarming) + len(oldReady)
@@ -193,6 +198,11 @@ func plan(pool *standby.WarmPool, instances []*standby.Instance, st planState, n
 			oldLeft--
 			excess--
 		}
+		if len(oldReady) == 0 && limit > maxReady {
+			// The rollout is over: the surge allowance goes with it.
+			excess += limit - maxReady
+			limit = maxReady
+		}
 		for i := len(curReady) - 1; i >= 0 && excess > 0; i-- {
 			stop(reasonExcess, curReady[i])
 			curReady = curReady[:i]
@@ -250,6 +260,9 @@ func plan(pool *standby.WarmPool, instances []*standby.Instance, st planState, n
 	}
 	if res.Status.Unavailable > 0 {
 		blocked = true
+	}
+	if len(res.Starts) > 0 {
+		counts[cur] += len(res.Starts)
 	}
 	res.Status.RolloutStatus.Phase = phase(blocked)
 	switch {

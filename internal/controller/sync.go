@@ -77,7 +77,7 @@ func (c *Controller) syncPool(ctx context.Context, id string) error {
 	m.checkouts = kept
 	st := planState{
 		BuildOK:     build != nil,
-		Failures:    m.failures,
+		Failures:    m.effectiveFailures(now),
 		LastFailure: m.lastFailure,
 		BackoffBase: c.cfg.BackoffBase,
 		BackoffMax:  c.cfg.BackoffMax,
@@ -230,8 +230,11 @@ func (c *Controller) startInstance(ctx context.Context, in *standby.Instance, sp
 			if ok {
 				_ = a.StopInstance(ctx, in.ID) // leave nothing half started
 			}
-			c.markFailed(ctx, in.ID, standby.InstanceWarming, "start failed: "+err.Error())
-			c.startFailed(in.PoolID)
+			// The agent may have reported the failure as an event already,
+			// which counted it: count it only once.
+			if c.markFailed(ctx, in.ID, standby.InstanceWarming, "start failed: "+err.Error()) {
+				c.startFailed(in.PoolID)
+			}
 			c.WakePool(in.PoolID)
 			return
 		}
