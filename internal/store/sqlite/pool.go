@@ -117,7 +117,7 @@ func (s *Store) CreateWarmPool(ctx context.Context, p *standby.WarmPool) error {
 	if p.RolloutStatus.CurrentCounts == nil {
 		p.RolloutStatus.CurrentCounts = map[string]int{}
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return writePool(ctx, tx, p, true)
 	})
 }
@@ -197,7 +197,7 @@ func (s *Store) FindWarmPools(ctx context.Context, f standby.WarmPoolFilter) ([]
 // UpdatedAt fn leaves. not_found.
 func (s *Store) UpdateWarmPool(ctx context.Context, id string, fn func(*standby.WarmPool) error) (*standby.WarmPool, error) {
 	var p *standby.WarmPool
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if p, err = s.findPool(ctx, tx, id); err != nil {
 			return err
@@ -237,7 +237,7 @@ func (s *Store) SetWarmPoolStatus(ctx context.Context, id string, st standby.War
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE warm_pools SET target = ?, unavailable = ?, rollout_status = ?, degraded_reason = ?, last_reconciled_at = ? WHERE id = ?",
 			st.Target, st.Unavailable, rollout, nullString(st.DegradedReason), micro(st.LastReconciledAt), id)
 		return affected(res, err, "warm pool", id, "set warm pool status")
@@ -315,7 +315,7 @@ func writeInstance(ctx context.Context, tx *sql.Tx, i *standby.Instance, insert 
 
 // CreateInstance stores an instance. conflict: id taken.
 func (s *Store) CreateInstance(ctx context.Context, i *standby.Instance) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error { return writeInstance(ctx, tx, i, true) })
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error { return writeInstance(ctx, tx, i, true) })
 }
 
 func findInstance(ctx context.Context, q querier, id string) (*standby.Instance, error) {
@@ -365,7 +365,7 @@ func (s *Store) FindInstances(ctx context.Context, f standby.InstanceFilter) ([]
 // UpdateInstance edits an instance. not_found.
 func (s *Store) UpdateInstance(ctx context.Context, id string, fn func(*standby.Instance) error) (*standby.Instance, error) {
 	var i *standby.Instance
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if i, err = findInstance(ctx, tx, id); err != nil {
 			return err
@@ -384,7 +384,7 @@ func (s *Store) UpdateInstance(ctx context.Context, id string, fn func(*standby.
 
 // DeleteInstance removes an instance record. not_found.
 func (s *Store) DeleteInstance(ctx context.Context, id string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM instances WHERE id = ?", id)
 		return affected(res, err, "instance", id, "delete instance")
 	})
@@ -394,7 +394,7 @@ func (s *Store) DeleteInstance(ctx context.Context, id string) error {
 // returns how many.
 func (s *Store) DeleteFailedInstances(ctx context.Context, before time.Time) (int, error) {
 	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM instances WHERE state = 'failed' AND ended_at < ?", micro(before))
 		if err != nil {
 			return dbError(err, "delete failed instances")

@@ -34,7 +34,7 @@ func (s *Store) CreateProject(ctx context.Context, p *standby.Project) error {
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO projects ("+projectCols+") VALUES (?, ?, ?, ?, ?, ?)",
 			p.ID, p.Name, quotas, p.Version, micro(p.CreatedAt), micro(p.UpdatedAt))
 		return dbError(err, "create project "+p.Name)
@@ -79,7 +79,7 @@ func (s *Store) FindProjects(ctx context.Context, f standby.ProjectFilter) ([]*s
 // UpdateProject edits a project. not_found; conflict: name taken.
 func (s *Store) UpdateProject(ctx context.Context, id string, fn func(*standby.Project) error) (*standby.Project, error) {
 	var p *standby.Project
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if p, err = findProject(ctx, tx, "id", id); err != nil {
 			return err
@@ -118,7 +118,7 @@ func scanAPIKey(r scanner) (*standby.APIKey, error) {
 
 // CreateAPIKey stores a key (its hash, never the secret). not_found: project.
 func (s *Store) CreateAPIKey(ctx context.Context, k *standby.APIKey) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO api_keys ("+apiKeyCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 			k.ID, k.ProjectID, k.Name, k.Role, k.Hash, k.Prefix, micro(k.CreatedAt), microPtr(k.RevokedAt))
 		if standby.IsCode(dbError(err, ""), standby.ENotFound) {
@@ -170,7 +170,7 @@ func (s *Store) FindAPIKeys(ctx context.Context, f standby.APIKeyFilter) ([]*sta
 
 // RevokeAPIKey revokes a key at once. not_found (also when already revoked).
 func (s *Store) RevokeAPIKey(ctx context.Context, id string, now time.Time) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", micro(now), id)
 		return affected(res, err, "api key", id, "revoke api key")
 	})
@@ -184,7 +184,7 @@ func (s *Store) UpsertHost(ctx context.Context, h *standby.Host) error {
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT OR REPLACE INTO hosts ("+hostCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			h.ID, h.Name, h.State, h.HostPoolID, h.CellID, h.Address, h.Isolation, capacity, h.MaxInstances,
 			micro(h.LastHeartbeatAt), micro(h.CreatedAt))
@@ -244,7 +244,7 @@ func (s *Store) ReserveIdempotencyKey(ctx context.Context, rec *standby.Idempote
 		return nil, err
 	}
 	var existing *standby.IdempotencyRecord
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "INSERT INTO idempotency_keys ("+idemCols+") VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT (scope, key) DO NOTHING",
 			rec.Scope, rec.Key, rec.RequestHash, rec.Body, headers, micro(rec.CreatedAt))
 		if err != nil {
@@ -284,7 +284,7 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, rec *standby.Idempot
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "UPDATE idempotency_keys SET status = ?, body = ?, headers = ? WHERE scope = ? AND key = ?",
 			rec.Status, rec.Body, headers, rec.Scope, rec.Key)
 		return affected(res, err, "idempotency key", rec.Key, "complete idempotency key")
@@ -295,7 +295,7 @@ func (s *Store) CompleteIdempotencyKey(ctx context.Context, rec *standby.Idempot
 // completed one keeps replaying its response. Releasing an unknown key is
 // not an error.
 func (s *Store) ReleaseIdempotencyKey(ctx context.Context, scope, key string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND status = 0", scope, key)
 		return dbError(err, "release idempotency key")
 	})
@@ -304,7 +304,7 @@ func (s *Store) ReleaseIdempotencyKey(ctx context.Context, scope, key string) er
 // DeleteIdempotencyKeys forgets records created before t.
 func (s *Store) DeleteIdempotencyKeys(ctx context.Context, before time.Time) (int, error) {
 	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE created_at < ?", micro(before))
 		if err != nil {
 			return dbError(err, "delete idempotency keys")

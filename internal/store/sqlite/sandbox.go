@@ -17,11 +17,11 @@ type checkoutStmts struct {
 	// return every candidate in that order with its and its pool's labels.
 	// *One take a single pool id, *Many a JSON array of pool ids.
 	firstOne, firstMany, allOne, allMany *sql.Stmt
-	claim, insertSandbox                 *sql.Stmt
+	claim, unclaim, insertSandbox        *sql.Stmt
 }
 
 func (c *checkoutStmts) close() {
-	for _, st := range []*sql.Stmt{c.firstOne, c.firstMany, c.allOne, c.allMany, c.claim, c.insertSandbox} {
+	for _, st := range []*sql.Stmt{c.firstOne, c.firstMany, c.allOne, c.allMany, c.claim, c.unclaim, c.insertSandbox} {
 		if st != nil {
 			st.Close()
 		}
@@ -58,6 +58,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&c.allOne, candidateSQL(one, true, "")},
 		{&c.allMany, candidateSQL(many, true, "")},
 		{&c.claim, "UPDATE instances SET state = 'claimed', sandbox_id = ? WHERE id = ? AND state = 'ready'"},
+		{&c.unclaim, "UPDATE instances SET state = 'ready', sandbox_id = NULL WHERE id = ? AND sandbox_id = ?"},
 		{&c.insertSandbox, sandboxInsert},
 	} {
 		st, err := s.write.PrepareContext(ctx, p.q)
@@ -146,8 +147,9 @@ type candidate struct {
 	labels, poolLabels                    string
 }
 
-// Checkout claims one ready instance and creates its sandbox in one
-// IMMEDIATE transaction, so no instance is ever claimed twice.
+// Checkout claims one ready instance and creates its sandbox in one write
+// of the group commit, so no instance is ever claimed twice and the
+// sandbox is durable when Checkout returns.
 // warm_pool_unavailable: no ready instance of an enabled listed pool
 // matches.
 func (s *Store) Checkout(ctx context.Context, req standby.CheckoutRequest) (*standby.Sandbox, error) {
@@ -168,37 +170,37 @@ func (s *Store) Checkout(ctx context.Context, req standby.CheckoutRequest) (*sta
 		poolArg, first, all = string(b), s.stmts.firstMany, s.stmts.allMany
 	}
 
-	tx, err := s.write.BeginTx(ctx, nil)
+	err := s.writer.doClean(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return s.checkout(ctx, tx, req, poolArg, first, all)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: begin: %w", err)
+		return nil, err
 	}
-	defer tx.Rollback() // no-op after Commit
+	return sb, nil
+}
 
+// checkout is one checkout inside a write transaction: the claim and the
+// insert run one after the other in it, so the writes batched before this
+// one are visible and no instance can be claimed twice. A miss writes
+// nothing.
+func (s *Store) checkout(ctx context.Context, tx *sql.Tx, req standby.CheckoutRequest, poolArg any, first, all *sql.Stmt) error {
+	sb := req.Sandbox
 	var c candidate
 	if len(req.Selectors) == 0 {
 		err := tx.StmtContext(ctx, first).QueryRowContext(ctx, poolArg, req.ProjectID, req.BuildID).
 			Scan(&c.id, &c.pool, &c.build, &c.host, &c.address, &c.ports)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, standby.Errorf(standby.EWarmPoolUnavailable, "no ready instance in the warm pool")
+			return standby.Errorf(standby.EWarmPoolUnavailable, "no ready instance in the warm pool")
 		}
 		if err != nil {
-			return nil, dbError(err, "checkout")
+			return dbError(err, "checkout")
 		}
 	} else {
 		found, err := pickBySelectors(ctx, tx.StmtContext(ctx, all), poolArg, req)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		c = found
-	}
-
-	res, err := tx.StmtContext(ctx, s.stmts.claim).ExecContext(ctx, sb.ID, c.id)
-	if err != nil {
-		return nil, dbError(err, "checkout: claim instance")
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		// Impossible while every write goes through this one connection.
-		return nil, fmt.Errorf("sqlite: checkout: instance %s was not ready (%d rows, %v)", c.id, n, err)
 	}
 
 	if sb.ProjectID == "" {
@@ -216,21 +218,36 @@ func (s *Store) Checkout(ctx context.Context, req standby.CheckoutRequest) (*sta
 		sb.WarmPoolCheckout.Source = standby.SourceWarmPool
 	}
 	sb.Version = 1
+	var err error
 	if sb.Ports, err = decodeMap[int](c.ports); err != nil {
-		return nil, err
+		return err
 	}
 	normalizeSandbox(sb)
 	args, err := sandboxArgs(sb, c.ports)
 	if err != nil {
-		return nil, err
+		return err
+	}
+
+	// Nothing is written above this line, and each statement below is
+	// atomic, so a failure leaves the batch as it found it (the writer
+	// runs checkouts without a savepoint).
+	res, err := tx.StmtContext(ctx, s.stmts.claim).ExecContext(ctx, sb.ID, c.id)
+	if err != nil {
+		return dbError(err, "checkout: claim instance")
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		// Impossible while every write goes through this one connection.
+		return fmt.Errorf("sqlite: checkout: instance %s was not ready (%d rows, %v)", c.id, n, err)
 	}
 	if _, err := tx.StmtContext(ctx, s.stmts.insertSandbox).ExecContext(ctx, args...); err != nil {
-		return nil, dbError(err, "checkout: create sandbox "+sb.ID)
+		err = dbError(err, "checkout: create sandbox "+sb.ID)
+		res, uerr := tx.StmtContext(ctx, s.stmts.unclaim).ExecContext(ctx, c.id, sb.ID)
+		if n, nerr := res.RowsAffected(); uerr != nil || nerr != nil || n != 1 {
+			return errors.Join(err, errBatchBroken, uerr, nerr)
+		}
+		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: checkout: commit: %w", err)
-	}
-	return sb, nil
+	return nil
 }
 
 // pickBySelectors loads every candidate ready longest first and returns
@@ -294,7 +311,7 @@ func pickBySelectors(ctx context.Context, st *sql.Stmt, poolArg any, req standby
 // transaction. not_found: instance; conflict: the instance is not warming
 // or ready, or the sandbox id is taken.
 func (s *Store) CreateSandbox(ctx context.Context, sb *standby.Sandbox) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		inst, err := findInstance(ctx, tx, sb.InstanceID)
 		if err != nil {
 			return err
@@ -381,7 +398,7 @@ func (s *Store) FindSandboxes(ctx context.Context, f standby.SandboxFilter) ([]*
 // UpdateSandbox edits a sandbox; version+1. not_found.
 func (s *Store) UpdateSandbox(ctx context.Context, id string, fn func(*standby.Sandbox) error) (*standby.Sandbox, error) {
 	var sb *standby.Sandbox
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if sb, err = findSandbox(ctx, tx, id); err != nil {
 			return err

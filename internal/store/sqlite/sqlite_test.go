@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"fmt"
 	"path/filepath"
+	stdsync "sync"
 	"testing"
 	"time"
 
@@ -195,6 +196,68 @@ func BenchmarkCheckout(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkCheckoutParallel runs checkouts from 16 goroutines per CPU, as
+// concurrent API requests do: the group commit lets them share
+// transactions and fsyncs. The pool is filled (outside the timer) with one
+// instance per checkout, concurrently so that the fill batches too.
+func BenchmarkCheckoutParallel(b *testing.B) {
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		b.Run(sync, func(b *testing.B) {
+			s, err := sqlite.Open(b.Context(), sqlite.Config{Path: filepath.Join(b.TempDir(), "bench.db"), Synchronous: sync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			projectID, poolID := benchWorld(b, s, 0, false)
+			pool, err := s.FindWarmPool(b.Context(), poolID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fillParallel(b, s, pool, b.N)
+			ctx := b.Context()
+			b.SetParallelism(16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					now := standby.Now()
+					if _, err := s.Checkout(ctx, standby.CheckoutRequest{ProjectID: projectID, PoolIDs: []string{poolID},
+						Sandbox: benchSandbox(now), Now: now}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// fillParallel adds n ready instances to a pool from 32 goroutines.
+func fillParallel(b *testing.B, s *sqlite.Store, pool *standby.WarmPool, n int) {
+	b.Helper()
+	now := standby.Now()
+	var wg stdsync.WaitGroup
+	next := make(chan int)
+	for range 32 {
+		wg.Go(func() {
+			for i := range next {
+				r := now.Add(time.Duration(i) * time.Microsecond)
+				inst := &standby.Instance{ID: standby.NewID(standby.PrefixInstance), ProjectID: pool.ProjectID, PoolID: pool.ID,
+					State: standby.InstanceReady, TemplateBuildID: *pool.ResolvedTemplateBuildID, HostID: "h", Address: "127.0.0.1",
+					Ports: map[string]int{"http": 40000 + i%20000}, CreatedAt: now, ReadyAt: &r}
+				if err := s.CreateInstance(b.Context(), inst); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 func BenchmarkFindSandboxesPage(b *testing.B) {

@@ -42,7 +42,7 @@ func (s *Store) CreateTemplate(ctx context.Context, t *standby.Template) error {
 	if t.Tags == nil {
 		t.Tags = map[string]string{}
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO templates ("+templateCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			t.ID, t.ProjectID, t.Name, t.Description, labels, t.Builtin, t.Version, micro(t.CreatedAt), micro(t.UpdatedAt))
 		return dbError(err, "create template "+t.Name)
@@ -124,7 +124,7 @@ func (s *Store) FindTemplates(ctx context.Context, f standby.TemplateFilter) ([]
 // conflict while a pool that is not deleted resolves to one of its builds,
 // or a sandbox that has not ended runs one.
 func (s *Store) DeleteTemplate(ctx context.Context, projectID, name string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t, err := findTemplate(ctx, tx, projectID, name)
 		if err != nil {
 			return err
@@ -221,7 +221,7 @@ func (s *Store) CreateBuild(ctx context.Context, b *standby.Build) error {
 	tags := append([]string{standby.TagLatest}, b.Tags...)
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t, err := findTemplate(ctx, tx, b.ProjectID, b.Template)
 		if err != nil {
 			return err
@@ -357,7 +357,7 @@ func (s *Store) FindTag(ctx context.Context, projectID, template, tag string) (s
 // SetTag points a tag at a build of the same template. not_found: template
 // or build.
 func (s *Store) SetTag(ctx context.Context, projectID, template, tag, buildID string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t, err := findTemplate(ctx, tx, projectID, template)
 		if err != nil {
 			return err
