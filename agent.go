@@ -69,4 +69,110 @@ type Agent interface {
 	Logs(ctx context.Context, id string, opt LogOptions, w io.Writer) error
 	// Events delivers instance events. It is closed when the agent stops.
 	Events() <-chan InstanceEvent
+	InstanceAccess
+}
+
+// ReasonOOMKilled is the failed event's reason (and the sandbox's error)
+// when an instance was killed for using more than its memory_mb.
+const ReasonOOMKilled = "oom_killed"
+
+// Host isolation values (Host.Isolation).
+const (
+	IsolationNone = "none" // plain processes: no namespaces, no limits
+	// IsolationNamespaces is the prefix of the value when instances run
+	// in their own PID, mount, UTS and IPC namespaces with cgroup limits;
+	// the cgroup hierarchy in use follows ("namespaces+cgroup1").
+	IsolationNamespaces = "namespaces"
+)
+
+// Exec limits.
+const (
+	DefaultExecTimeoutMS = 60_000
+	MaxExecTimeoutMS     = 3600_000
+	// MaxExecOutput is how much of each of stdout and stderr an exec
+	// returns; the rest is dropped and the result says so.
+	MaxExecOutput = 1 << 20
+)
+
+// ExecRequest runs a command inside an instance, in its namespaces, cgroup
+// and uid.
+type ExecRequest struct {
+	Cmd []string `json:"cmd"`
+	// Env is added to (and overrides) the instance's own env.
+	Env map[string]string `json:"env,omitempty"`
+	// Cwd is relative to the sandbox root (default: the build's workdir).
+	Cwd   string `json:"cwd,omitempty"`
+	Stdin string `json:"stdin,omitempty"`
+	// TimeoutMS bounds the run (default DefaultExecTimeoutMS); at the
+	// deadline the whole process tree is killed.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+}
+
+// ExecResult is how an exec ended. ExitCode is -1 when the command was
+// killed (TimedOut, or by a signal).
+type ExecResult struct {
+	ExitCode        int    `json:"exit_code"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	TimedOut        bool   `json:"timed_out"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+}
+
+// Artefact is a file an instance wrote under $STANDBY_ARTEFACTS_DIR.
+type Artefact struct {
+	Path       string    `json:"path"` // relative to the artefacts dir, slash-separated
+	Size       int64     `json:"size"`
+	ModifiedAt time.Time `json:"modified_at"`
+}
+
+// Usage is an instance's resource use (seed 002's usage shape): CPU in
+// cores averaged since the previous reading (or the start), memory and
+// disk in bytes.
+type Usage struct {
+	Time time.Time `json:"time"`
+	CPU  float64   `json:"cpu"`
+	Mem  int64     `json:"mem"`
+	Disk int64     `json:"disk"`
+}
+
+// InstanceStats is an instance's usage and quotas. Quotas are 0 when not
+// enforced; Cgroup says whether the numbers come from the instance's
+// cgroup (isolation on) or from its processes in /proc (isolation none).
+type InstanceStats struct {
+	Usage     Usage   `json:"usage"`
+	Uptime    int64   `json:"uptime"` // seconds
+	MemQuota  int64   `json:"mem_quota"`
+	DiskQuota int64   `json:"disk_quota"`
+	CPUQuota  float64 `json:"cpu_quota"`
+	Isolation string  `json:"isolation"`
+	Cgroup    bool    `json:"cgroup"`
+}
+
+// InstanceAccess is what an agent offers inside its running instances,
+// besides starting and stopping them: commands, files, artefacts, stats.
+// Paths are relative to the instance's root and never leave it.
+type InstanceAccess interface {
+	// Exec runs req inside the instance and waits for it. not_found: no
+	// such running instance; validation_failed: bad cmd, cwd or timeout.
+	Exec(ctx context.Context, id string, req ExecRequest) (ExecResult, error)
+	// WriteFile writes r to path (creating parents). not_found: no such
+	// running instance; validation_failed: path escapes the root or is
+	// not writable (field "path").
+	WriteFile(ctx context.Context, id, path string, r io.Reader) error
+	// ReadFile copies the file at path to w. not_found: no such running
+	// instance or file; validation_failed: path escapes the root or is a
+	// directory (field "path").
+	ReadFile(ctx context.Context, id, path string, w io.Writer) error
+	// Artefacts lists the instance's artefacts by path, a page at a time;
+	// they stay listed for a day after the instance ended. not_found: no
+	// such instance; validation_failed: bad page token.
+	Artefacts(ctx context.Context, id string, page Page) (items []Artefact, next string, err error)
+	// ArtefactContent copies one artefact to w. not_found: no such
+	// instance or artefact; validation_failed: path escapes the artefacts
+	// dir (field "file_path").
+	ArtefactContent(ctx context.Context, id, path string, w io.Writer) error
+	// Stats reads the instance's usage and quotas. not_found: no such
+	// running instance.
+	Stats(ctx context.Context, id string) (InstanceStats, error)
 }

@@ -26,7 +26,9 @@ func gatedBuild(gate string) map[string]any {
 }
 
 func TestConcurrentRequireCheckoutsNeverDoubleHandOut(t *testing.T) {
-	s := startServer(t, "")
+	// The gate is a host file the instances look at: isolation would hide
+	// it from them, so this test runs its instances as plain processes.
+	s := startServer(t, "", "--isolation=none")
 	gate := filepath.Join(t.TempDir(), "gate")
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)

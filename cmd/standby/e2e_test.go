@@ -143,6 +143,14 @@ func killInstances(dataDir string) {
 	for _, pid := range instancePIDs(dataDir, "") {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// Isolated instances' roots are tmpfs mounts: unmount them (once their
+	// processes are gone) so the temp dir can be removed.
+	roots, _ := filepath.Glob(filepath.Join(dataDir, "instances", "*", "root"))
+	for _, r := range roots {
+		for i := 0; i < 100 && syscall.Unmount(r, syscall.MNT_DETACH) == syscall.EBUSY; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // instancePIDs returns the pids of processes running in instance
@@ -163,6 +171,25 @@ func instancePIDs(dataDir, id string) []int {
 		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
 		if err == nil && strings.HasPrefix(cwd+"/", abs+"/") {
 			pids = append(pids, pid)
+		}
+	}
+	// An isolated instance's processes live in their own mount namespace
+	// (their cwd is not under the data dir): its state.json names its
+	// init, whose death takes them all.
+	pattern := prefix + "*/state.json"
+	if id != "" {
+		pattern = prefix + "state.json"
+	}
+	states, _ := filepath.Glob(pattern)
+	for _, st := range states {
+		var f struct {
+			PID       int             `json:"pid"`
+			Isolation json.RawMessage `json:"isolation"`
+		}
+		if b, err := os.ReadFile(st); err == nil && json.Unmarshal(b, &f) == nil && f.PID > 0 && len(f.Isolation) > 0 {
+			if syscall.Kill(f.PID, 0) == nil {
+				pids = append(pids, f.PID)
+			}
 		}
 	}
 	return pids

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/signal"
@@ -26,6 +27,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		cli.PrintError(stderr, err)
+		var ee *cli.ExitError
+		if errors.As(err, &ee) {
+			return ee.Code
+		}
 		return 1
 	}
 	return 0

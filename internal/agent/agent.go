@@ -52,6 +52,18 @@ type Config struct {
 	Clock standby.Clock
 	// Logger receives lifecycle logs (default: discarded).
 	Logger *slog.Logger
+	// Isolation is IsolationAuto (default: namespaces and cgroups when
+	// running as root on Linux with cgroups mounted, else none),
+	// IsolationOn (New fails without them) or IsolationNone.
+	Isolation string
+	// UIDBase is the first uid isolated instances run as; each running
+	// instance has its own uid from UIDBase up (default 100000).
+	UIDBase int
+	// PidsLimit caps the tasks of an isolated instance (default 256).
+	PidsLimit int
+	// ArtefactRetention is how long an ended instance's artefacts and
+	// logs are kept (default 24h).
+	ArtefactRetention time.Duration
 }
 
 // eventBuffer is how many events may wait for the control plane before
@@ -71,6 +83,11 @@ type Local struct {
 	createdAt time.Time
 	events    chan standby.InstanceEvent
 	http      *http.Client
+	// isolation is the Host.Isolation value in force; cgKind and cgScope
+	// say where isolated instances' cgroups are.
+	isolation string
+	cgKind    string
+	cgScope   string
 
 	// base is cancelled when Run returns; every goroutine of the agent
 	// watches it and is counted in wg.
@@ -85,6 +102,7 @@ type Local struct {
 	closed   bool            // Run has returned: no new work
 	runStart bool            // Run has been called
 	lost     []string        // instances found dead by New, reported by Run
+	uids     map[int]string  // uids of isolated instances, to their ids
 }
 
 var _ standby.Agent = (*Local)(nil)
@@ -124,6 +142,19 @@ func New(cfg Config) (*Local, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.UIDBase <= 0 {
+		cfg.UIDBase = 100000
+	}
+	if cfg.PidsLimit <= 0 {
+		cfg.PidsLimit = 256
+	}
+	if cfg.ArtefactRetention <= 0 {
+		cfg.ArtefactRetention = 24 * time.Hour
+	}
+	isolation, cgKind, err := resolveIsolation(cfg.Isolation)
+	if err != nil {
+		return nil, err
+	}
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("agent: data dir: %w", err)
@@ -154,6 +185,10 @@ func New(cfg Config) (*Local, error) {
 		running:    map[string]*instance{},
 		pending:    map[string]bool{},
 		ports:      map[int]bool{},
+		uids:       map[int]string{},
+		isolation:  isolation,
+		cgKind:     cgKind,
+		cgScope:    cgroupScope(dataDir),
 	}
 	a.lost = a.adoptAll()
 	return a, nil
@@ -176,7 +211,12 @@ func (a *Local) Run(ctx context.Context) error {
 		a.emit(id, standby.EventFailed, reasonLost, ctx.Done())
 	}
 	a.lost = nil
-	a.log.Info("agent running", "host", a.cfg.HostID, "instances", a.count())
+	a.log.Info("agent running", "host", a.cfg.HostID, "instances", a.count(), "isolation", a.isolation)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.sweep(a.base)
+	}()
 	<-ctx.Done()
 
 	a.mu.Lock()
@@ -215,7 +255,7 @@ func (a *Local) Host() standby.Host {
 		HostPoolID:      a.cfg.HostPoolID,
 		CellID:          a.cfg.CellID,
 		Address:         a.cfg.Address,
-		Isolation:       "none",
+		Isolation:       a.isolation,
 		Capacity:        a.capacity,
 		MaxInstances:    a.cfg.MaxInstances,
 		LastHeartbeatAt: a.clock.Now(),

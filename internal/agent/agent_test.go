@@ -528,8 +528,8 @@ func TestParseStat(t *testing.T) {
 		want procStat
 		ok   bool
 	}{
-		{"plain", "42 (sleep) S 1 42 42 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 12345 0 0", procStat{'S', 42, 12345}, true},
-		{"parens and spaces in comm", "42 (a) b) (c d) Z 1 7 42 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 999 0 0", procStat{'Z', 7, 999}, true},
+		{"plain", "42 (sleep) S 1 42 42 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 12345 0 0", procStat{state: 'S', ppid: 1, pgrp: 42, startTime: 12345}, true},
+		{"parens and spaces in comm", "42 (a) b) (c d) Z 1 7 42 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 999 0 0", procStat{state: 'Z', ppid: 1, pgrp: 7, startTime: 999}, true},
 		{"truncated", "42 (x) S 1 2", procStat{}, false},
 		{"garbage", "nothing here", procStat{}, false},
 	}

@@ -198,11 +198,15 @@ func (a *Local) kill(inst *instance, reason string) {
 func (a *Local) exited(inst *instance, reason string) {
 	if reason == "" {
 		reason = inst.exitMsg
+		if inst.oomKilled() {
+			reason = standby.ReasonOOMKilled
+		}
 	}
 	first, stopping := a.end(inst)
 	if !first {
 		return
 	}
+	a.teardown(inst)
 	inst.removeState()
 	if stopping {
 		inst.cancel()

@@ -58,7 +58,8 @@ func startAgent(t *testing.T, dataDir string, mod func(*Config)) *testAgent {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	cfg := Config{DataDir: dataDir, HostID: "host_test", Name: "test", SelfExe: helperExe, StopGrace: 2 * time.Second}
+	// The process tests run without isolation; isolation_test.go turns it on.
+	cfg := Config{DataDir: dataDir, HostID: "host_test", Name: "test", SelfExe: helperExe, StopGrace: 2 * time.Second, Isolation: IsolationNone}
 	if mod != nil {
 		mod(&cfg)
 	}

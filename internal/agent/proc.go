@@ -15,8 +15,12 @@ import (
 // procStat is what the agent reads from /proc/<pid>/stat.
 type procStat struct {
 	state     byte   // field 3: R, S, D, Z, ...
+	ppid      int    // field 4
 	pgrp      int    // field 5
+	utime     uint64 // field 14, clock ticks
+	stime     uint64 // field 15, clock ticks
 	startTime uint64 // field 22, clock ticks after boot
+	rss       int64  // field 24, pages
 }
 
 // readStat parses /proc/<pid>/stat. The command name (field 2) may hold
@@ -36,7 +40,7 @@ func parseStat(b []byte) (procStat, error) {
 	}
 	f := bytes.Fields(b[i+1:])
 	// f[0] is field 3, so field n is f[n-3].
-	if len(f) < 20 {
+	if len(f) < 22 {
 		return procStat{}, errors.New("malformed stat")
 	}
 	var st procStat
@@ -46,6 +50,10 @@ func parseStat(b []byte) (procStat, error) {
 		return procStat{}, fmt.Errorf("malformed stat: %w", err)
 	}
 	st.pgrp = pgrp
+	st.ppid, _ = strconv.Atoi(string(f[1]))
+	st.utime, _ = strconv.ParseUint(string(f[11]), 10, 64)
+	st.stime, _ = strconv.ParseUint(string(f[12]), 10, 64)
+	st.rss, _ = strconv.ParseInt(string(f[21]), 10, 64)
 	if st.startTime, err = strconv.ParseUint(string(f[19]), 10, 64); err != nil {
 		return procStat{}, fmt.Errorf("malformed stat: %w", err)
 	}
@@ -151,6 +159,16 @@ func exitReason(ws syscall.WaitStatus) string {
 	}
 }
 
+// exitReason says how the instance's main process ended. An isolated
+// instance's pid is its init's, which exits 128+n when start_cmd was
+// killed by signal n.
+func (inst *instance) exitReason(ws syscall.WaitStatus) string {
+	if inst.iso != nil && ws.Exited() && ws.ExitStatus() > 128 && ws.ExitStatus() < 128+65 {
+		return fmt.Sprintf("killed by signal %d", ws.ExitStatus()-128)
+	}
+	return exitReason(ws)
+}
+
 // pidfdOpen opens a pidfd for pid (Linux 5.3+), or returns -1.
 func pidfdOpen(pid int) int {
 	fd, _, e := syscall.Syscall(sysPidfdOpen, uintptr(pid), 0, 0)
@@ -237,7 +255,7 @@ func (a *Local) waitChild(inst *instance, pidfd int) {
 			continue
 		}
 		if err == nil && wpid == inst.pid {
-			reason = exitReason(ws)
+			reason = inst.exitReason(ws)
 		}
 		break
 	}

@@ -30,6 +30,8 @@ type instance struct {
 	ports     map[string]int
 	readiness standby.HealthCheck
 	liveness  standby.HealthCheck
+	env       []string   // the start_cmd's env, also the base of an exec's
+	iso       *isolation // nil: isolation none
 
 	// exited is closed once the main process is gone (and reaped when it
 	// is the agent's child); exitMsg says how, written before the close.
@@ -46,6 +48,11 @@ type instance struct {
 	stopping bool          // StopInstance was called: no more events
 	ended    bool          // removed from the running set
 	endCh    chan struct{} // closed when ended is set
+
+	// statMu guards the previous CPU reading, for Stats' rate.
+	statMu  sync.Mutex
+	lastCPU uint64
+	lastAt  time.Time
 
 	// fileMu orders writes and the removal of state.json, so a late write
 	// cannot resurrect the file of a stopped instance.
@@ -170,6 +177,22 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
+	os.Remove(filepath.Join(dir, endedName))
+	// With isolation the instance sees its root at /sandbox, as its own
+	// uid, on a tmpfs of disk_mb.
+	var iso *isolation
+	inside := root
+	if a.isolation != standby.IsolationNone {
+		if iso, err = a.prepareRoot(spec, root); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				a.releaseRoot(iso, root)
+			}
+		}()
+		inside = sandboxDir
+	}
 	if err := writeFiles(root, b.Files); err != nil {
 		return nil, err
 	}
@@ -180,9 +203,16 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		}
 		workdir = filepath.Join(root, filepath.FromSlash(b.Workdir))
 	}
-	artefacts := filepath.Join(root, "artefacts")
 	if err := mkdirIn(root, "artefacts"); err != nil {
 		return nil, fmt.Errorf("start instance %s: artefacts dir: %w", spec.ID, err)
+	}
+	if iso != nil {
+		if err := mkdirIn(root, tmpDir); err != nil {
+			return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
+		}
+		if err := chownTree(root, iso.UID); err != nil {
+			return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
+		}
 	}
 
 	ports, err := a.allocPorts(b.Ports)
@@ -196,7 +226,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 	}()
 
 	env := map[string]string{"PATH": os.Getenv("PATH")}
-	if env["PATH"] == "" {
+	if env["PATH"] == "" || iso != nil {
 		env["PATH"] = defaultPath
 	}
 	for k, v := range b.Env {
@@ -212,19 +242,17 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		env["PORT_"+strings.ToUpper(p.Name)] = strconv.Itoa(ports[p.Name])
 	}
 	env["STANDBY_INSTANCE_ID"] = spec.ID
-	env["STANDBY_ARTEFACTS_DIR"] = artefacts
+	env["STANDBY_ARTEFACTS_DIR"] = filepath.Join(inside, "artefacts")
 	env["STANDBY_ADDRESS"] = a.cfg.Address
-	env["HOME"] = root
+	env["HOME"] = inside
 
 	argv := make([]string, len(b.StartCmd))
 	for i, arg := range b.StartCmd {
 		argv[i] = expand(arg, env)
 	}
-	exe := argv[0]
-	if b.StartCmd[0] == standby.SelfCommand {
-		exe = a.cfg.SelfExe
-	} else if exe, err = lookPath(exe, env["PATH"], workdir); err != nil {
-		return nil, standby.FieldError("start_cmd", "%v", err)
+	envList := make([]string, 0, len(env))
+	for _, k := range standby.SortedKeys(env) {
+		envList = append(envList, k+"="+env[k])
 	}
 
 	stdout, err := openLog(filepath.Join(dir, "stdout.log"))
@@ -242,32 +270,52 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
 	defer devnull.Close()
+	stdio := []*os.File{devnull, stdout, stderr}
 
-	envList := make([]string, 0, len(env))
-	for _, k := range standby.SortedKeys(env) {
-		envList = append(envList, k+"="+env[k])
-	}
-	pidfd := -1
-	proc, err := os.StartProcess(exe, argv, &os.ProcAttr{
-		Dir:   workdir,
-		Env:   envList,
-		Files: []*os.File{devnull, stdout, stderr},
-		Sys:   &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd},
-	})
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
-			return nil, standby.FieldError("start_cmd", "cannot run %s: %v", argv[0], errors.Unwrap(err))
+	var pid, pidfd int
+	if iso != nil {
+		if b.StartCmd[0] == standby.SelfCommand {
+			argv[0] = sandboxSelf
 		}
-		return nil, standby.Errorf(standby.EUnavailable, "start instance %s: %v", spec.ID, err)
+		inWork := inside
+		if b.Workdir != "" {
+			inWork = filepath.Join(inside, filepath.FromSlash(b.Workdir))
+		}
+		pid, pidfd, err = a.spawnInit(spec, iso, dir, argv, envList, inWork, stdio)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		exe := argv[0]
+		if b.StartCmd[0] == standby.SelfCommand {
+			exe = a.cfg.SelfExe
+		} else if exe, err = lookPath(exe, env["PATH"], workdir); err != nil {
+			return nil, standby.FieldError("start_cmd", "%v", err)
+		}
+		pidfd = -1
+		proc, err := os.StartProcess(exe, argv, &os.ProcAttr{
+			Dir:   workdir,
+			Env:   envList,
+			Files: stdio,
+			Sys:   &syscall.SysProcAttr{Setpgid: true, PidFD: &pidfd},
+		})
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOEXEC) {
+				return nil, standby.FieldError("start_cmd", "cannot run %s: %v", argv[0], errors.Unwrap(err))
+			}
+			return nil, standby.Errorf(standby.EUnavailable, "start instance %s: %v", spec.ID, err)
+		}
+		pid = proc.Pid
+		// The agent waits for the process itself (waitid and a pidfd), so
+		// the os.Process handle is not needed.
+		_ = proc.Release()
 	}
-	pid := proc.Pid
-	// The agent waits for the process itself (waitid and a pidfd), so the
-	// os.Process handle is not needed.
-	_ = proc.Release()
 
 	inst = a.newInstance(spec.ID, dir)
 	inst.spec = spec
 	inst.pid = pid
+	inst.env = envList
+	inst.iso = iso
 	// Wall time, not the injected clock: it sets the readiness deadline,
 	// also after a restart.
 	inst.startedAt = time.Now()

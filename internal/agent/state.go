@@ -22,6 +22,9 @@ type stateFile struct {
 	Address   string               `json:"address"`
 	Ports     map[string]int       `json:"ports"`
 	Ready     bool                 `json:"ready"`
+	Env       []string             `json:"env"`
+	// Isolation is set for an isolated instance: PID is its init's.
+	Isolation *isolation `json:"isolation,omitempty"`
 }
 
 const stateName = "state.json"
@@ -31,7 +34,7 @@ const stateName = "state.json"
 func (inst *instance) writeState(ready bool) error {
 	b, err := json.Marshal(stateFile{
 		Spec: inst.spec, PID: inst.pid, StartTick: inst.startTick, StartedAt: inst.startedAt,
-		Address: inst.address, Ports: inst.ports, Ready: ready,
+		Address: inst.address, Ports: inst.ports, Ready: ready, Env: inst.env, Isolation: inst.iso,
 	})
 	if err != nil {
 		return err
@@ -131,6 +134,16 @@ func (a *Local) adopt(dir string, st stateFile) bool {
 	inst.readiness = st.Spec.Build.Readiness()
 	inst.liveness = st.Spec.Build.Liveness()
 	inst.ready = st.Ready
+	inst.env = st.Env
+	inst.iso = st.Isolation
+	if inst.iso != nil {
+		a.uids[inst.iso.UID] = id
+		if cg, err := loadCgroup(inst.iso.CgroupKind, inst.iso.Cgroup); err == nil {
+			inst.iso.cg = cg
+		} else {
+			a.log.Error("cannot find instance cgroup", "instance", id, "err", err)
+		}
+	}
 	if procGone(st.PID, st.StartTick) {
 		a.log.Info("instance died while the agent was down", "instance", id, "pid", st.PID)
 		if ps, err := readStat(st.PID); err == nil && ps.startTime == st.StartTick {
@@ -139,6 +152,7 @@ func (a *Local) adopt(dir string, st stateFile) bool {
 			reap(st.PID)
 		}
 		inst.cancel()
+		a.teardown(inst)
 		inst.removeState()
 		return false
 	}

@@ -41,6 +41,7 @@ func (a *Local) StopInstance(ctx context.Context, id string) error {
 		}
 	}
 	a.end(inst)
+	a.teardown(inst)
 	inst.removeState()
 	return nil
 }

@@ -167,7 +167,8 @@ func (a *app) key() (string, error) {
 // PrintError prints err for a user: one `error: <detail> (field: x)` line
 // per entry of an API error, else `error: <err>`.
 func PrintError(w io.Writer, err error) {
-	if err == nil {
+	var ee *ExitError
+	if err == nil || errors.As(err, &ee) {
 		return
 	}
 	var ae *client.APIError

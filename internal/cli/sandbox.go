@@ -13,7 +13,8 @@ import (
 
 func (a *app) sandboxCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "sandbox", Short: "Check out, inspect and stop sandboxes"}
-	cmd.AddCommand(a.sandboxCreate(), a.sandboxList(), a.sandboxGet(), a.sandboxDelete(), a.sandboxLogs(), a.sandboxTimeout())
+	cmd.AddCommand(a.sandboxCreate(), a.sandboxList(), a.sandboxGet(), a.sandboxDelete(), a.sandboxLogs(), a.sandboxTimeout(),
+		a.sandboxExec(), a.sandboxFiles(), a.sandboxArtefacts(), a.sandboxStats())
 	return cmd
 }
 

@@ -8,14 +8,19 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
+	"github.com/standbyhq/standby/internal/agent"
 	"github.com/standbyhq/standby/internal/echo"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if len(os.Args) >= 2 && os.Args[1] == "sandbox-init" {
+		os.Exit(agent.SandboxInit())
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: standbytest echo-server|idle|flaky-server")
 		os.Exit(2)
@@ -36,6 +41,26 @@ func main() {
 			}
 			fmt.Fprintln(w, "ok")
 		}))
+	case "alloc":
+		// Touch N MiB, one page at a time, then idle: killed by the OOM
+		// killer when N passes the memory limit.
+		n, _ := strconv.Atoi(os.Args[2])
+		mem := make([][]byte, 0, n)
+		for i := 0; i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			mem = append(mem, b)
+		}
+		fmt.Println("allocated", len(mem), "MiB")
+		err = echo.Idle(ctx)
+	case "spin":
+		// Busy loop on one core until stopped.
+		for ctx.Err() == nil {
+			for i := 0; i < 1e6; i++ {
+			}
+		}
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

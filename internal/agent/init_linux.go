@@ -1,0 +1,379 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/standbyhq/standby"
+)
+
+// Where things are inside an isolated instance.
+const (
+	sandboxDir  = "/sandbox"          // the instance's writable root
+	sandboxSelf = "/.standby/standby" // the standby binary, read-only
+	execSocket  = "exec.sock"         // in the instance dir on the host
+	initArg     = "sandbox-init"      // the hidden subcommand that runs SandboxInit
+	initFDs     = 3                   // fd 3: config in
+	initStatusF = 4                   // fd 4: status out
+	tmpDir      = ".tmp"              // under the root: the sandbox's /tmp
+	rootfsDir   = "rootfs"            // in the instance dir: mount point of the new /
+	oomAdjust   = "/proc/self/oom_score_adj"
+)
+
+// initConfig is what the agent hands the init on fd 3.
+type initConfig struct {
+	Root     string   `json:"root"`     // host path of the writable root
+	RootFS   string   `json:"rootfs"`   // host path of an empty dir: the new / is built there
+	Socket   string   `json:"socket"`   // host path of the exec socket
+	SelfExe  string   `json:"self_exe"` // host path of the standby binary
+	Hostname string   `json:"hostname"`
+	UID      int      `json:"uid"`
+	Argv     []string `json:"argv"`
+	Env      []string `json:"env"`
+	Workdir  string   `json:"workdir"` // inside the sandbox
+}
+
+// initReply is the init's answer to an exec request.
+type initReply struct {
+	Result *standby.ExecResult `json:"result,omitempty"`
+	Field  string              `json:"field,omitempty"`
+	Error  string              `json:"error,omitempty"`
+}
+
+// SandboxInit is the init (PID 1) of an isolated instance, run by the
+// hidden `standby sandbox-init` command in fresh PID, mount, UTS and IPC
+// namespaces, already in the instance's cgroup. It builds the instance's
+// root (a read-only view of the host's system directories, the writable
+// root at /sandbox, a fresh /proc), pivots into it, starts start_cmd as
+// the instance's uid, serves exec requests on a unix socket, reaps orphans,
+// passes SIGTERM on to every process, and exits with start_cmd's status
+// (128+signal when it was killed), taking the whole namespace with it.
+func SandboxInit() int {
+	cfgF := os.NewFile(initFDs, "config")
+	status := os.NewFile(initStatusF, "status")
+	if cfgF == nil || status == nil {
+		fmt.Fprintln(os.Stderr, "sandbox-init: run by the standby agent only")
+		return 2
+	}
+	var cfg initConfig
+	err := json.NewDecoder(cfgF).Decode(&cfg)
+	cfgF.Close()
+	fail := func(field string, err error) int {
+		fmt.Fprintf(status, "error\t%s\t%v\n", field, err)
+		status.Close()
+		return 1
+	}
+	if err != nil {
+		return fail("", fmt.Errorf("read config: %w", err))
+	}
+	if os.Getpid() != 1 {
+		return fail("", errors.New("not in a new PID namespace"))
+	}
+	// The init must outlive whatever the OOM killer picks, so the
+	// instance's death is its main process's, with a reason.
+	_ = os.WriteFile(oomAdjust, []byte("-1000"), 0)
+	// Bound by a name relative to the instance dir (the init's working
+	// dir): the absolute path may pass the 107 bytes a socket path holds.
+	sock := filepath.Base(cfg.Socket)
+	os.Remove(sock)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fail("", err)
+	}
+	_ = os.Chmod(sock, 0o600)
+	if err := buildRoot(cfg); err != nil {
+		return fail("", fmt.Errorf("build root: %w", err))
+	}
+	_ = syscall.Sethostname([]byte(cfg.Hostname))
+	// Nothing started from here may gain privileges (setuid binaries).
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fail("", fmt.Errorf("no_new_privs: %w", err))
+	}
+
+	r := newReaper()
+	pathEnv := defaultPath
+	for _, kv := range cfg.Env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	exe, err := lookPath(cfg.Argv[0], pathEnv, cfg.Workdir)
+	if err != nil {
+		return fail("start_cmd", err)
+	}
+	cred := &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.UID), Groups: []uint32{}}
+	main, mainDone, err := r.spawn(exe, cfg.Argv, &syscall.ProcAttr{
+		Dir:   cfg.Workdir,
+		Env:   cfg.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Credential: cred},
+	})
+	if err != nil {
+		return fail("start_cmd", fmt.Errorf("cannot run %s: %v", cfg.Argv[0], err))
+	}
+	fmt.Fprintf(status, "ok\t%d\n", main)
+	status.Close()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for sig := range sigs {
+			// Every process of the namespace but the init itself.
+			_ = syscall.Kill(-1, sig.(syscall.Signal))
+		}
+	}()
+	go serveExec(ln, cred, r.spawn)
+
+	ws := <-mainDone
+	_ = syscall.Kill(-1, syscall.SIGKILL)
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// reaper waits for every child of the init (orphans are re-parented to
+// it) and hands the status of the ones it started to their waiter.
+type reaper struct {
+	mu      sync.Mutex
+	waiters map[int]chan syscall.WaitStatus
+}
+
+func newReaper() *reaper {
+	r := &reaper{waiters: map[int]chan syscall.WaitStatus{}}
+	sigchld := make(chan os.Signal, 16)
+	signal.Notify(sigchld, syscall.SIGCHLD)
+	go func() {
+		for range sigchld {
+			r.reap()
+		}
+	}()
+	return r
+}
+
+func (r *reaper) reap() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+		r.mu.Lock()
+		ch := r.waiters[pid]
+		delete(r.waiters, pid)
+		r.mu.Unlock()
+		if ch != nil {
+			ch <- ws
+		}
+	}
+}
+
+// spawn starts a process and registers its waiter under the lock the
+// reaper takes, so its exit can never be reaped before it is registered.
+func (r *reaper) spawn(exe string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pid, err := syscall.ForkExec(exe, argv, attr)
+	if err != nil {
+		return 0, nil, err
+	}
+	ch := make(chan syscall.WaitStatus, 1)
+	r.waiters[pid] = ch
+	return pid, ch, nil
+}
+
+// serveExec answers exec requests: one JSON execJob per connection, one
+// initReply back. A connection closed early kills the exec.
+func serveExec(ln *net.UnixListener, cred *syscall.Credential, spawn spawnFunc) {
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			var job execJob
+			if err := json.NewDecoder(br).Decode(&job); err != nil || len(job.Argv) == 0 {
+				_ = json.NewEncoder(c).Encode(initReply{Error: "malformed exec request"})
+				return
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				// The agent sends nothing more: EOF or an error means it
+				// gave up on this exec.
+				var b [1]byte
+				_, _ = c.Read(b[:])
+				cancel()
+			}()
+			res, err := runExec(ctx, job, cred, spawn)
+			var reply initReply
+			if err != nil {
+				var se *standby.Error
+				if errors.As(err, &se) {
+					reply.Field, reply.Error = se.Field, se.Message
+				} else {
+					reply.Error = err.Error()
+				}
+			} else {
+				reply.Result = &res
+			}
+			_ = json.NewEncoder(c).Encode(reply)
+		}()
+	}
+}
+
+// buildRoot makes the init's mounts private, builds the instance's root
+// in a fresh tmpfs at cfg.RootFS and pivots into it. The host's system
+// directories are bound read-only (nosuid, nodev); nothing else of the
+// host (the data dir, other instances) is reachable from the new root.
+func buildRoot(cfg initConfig) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	nr := cfg.RootFS
+	if err := unix.Mount("tmpfs", nr, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
+		return fmt.Errorf("mount new root: %w", err)
+	}
+	for _, d := range []string{"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"} {
+		fi, err := os.Lstat(d)
+		switch {
+		case err != nil:
+			continue
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(d)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, nr+d); err != nil {
+				return err
+			}
+		case fi.IsDir():
+			if err := bind(d, nr+d, true); err != nil {
+				return err
+			}
+		}
+	}
+	// /dev: the harmless devices only.
+	if err := os.Mkdir(nr+"/dev", 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		if err := os.WriteFile(nr+"/dev/"+d, nil, 0o666); err != nil {
+			return err
+		}
+		if err := unix.Mount("/dev/"+d, nr+"/dev/"+d, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind /dev/%s: %w", d, err)
+		}
+	}
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		if err := os.Symlink(target, nr+"/dev/"+name); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(nr+"/dev/shm", 0o1777); err != nil {
+		return err
+	}
+	if err := unix.Mount("shm", nr+"/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=64m"); err != nil {
+		return fmt.Errorf("mount /dev/shm: %w", err)
+	}
+	if err := os.Mkdir(nr+"/proc", 0o555); err != nil {
+		return err
+	}
+	if err := unix.Mount("proc", nr+"/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := bind(cfg.Root, nr+sandboxDir, false); err != nil {
+		return err
+	}
+	if err := bind(filepath.Join(cfg.Root, tmpDir), nr+"/tmp", false); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(nr+sandboxSelf), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(nr+sandboxSelf, nil, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(cfg.SelfExe, nr+sandboxSelf, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind standby binary: %w", err)
+	}
+	_ = unix.Mount("", nr+sandboxSelf, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NODEV, "")
+
+	if err := os.Chdir(nr); err != nil {
+		return err
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one;
+	// detaching it leaves only the new root in this namespace.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("make / read-only: %w", err)
+	}
+	return nil
+}
+
+// bind mounts src at dst (created), nosuid and nodev.
+func bind(src, dst string, ro bool) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV)
+	if ro {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount("", dst, "", flags, ""); err != nil {
+		return fmt.Errorf("remount %s: %w", dst, err)
+	}
+	return nil
+}
+
+// parseInitStatus reads the init's status line: "ok\t<pid>" or
+// "error\t<field>\t<message>".
+func parseInitStatus(line string) (int, error) {
+	kind, rest, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "\t")
+	switch kind {
+	case "ok":
+		pid, err := strconv.Atoi(rest)
+		if err != nil {
+			return 0, fmt.Errorf("bad init status %q", line)
+		}
+		return pid, nil
+	case "error":
+		field, msg, _ := strings.Cut(rest, "\t")
+		if field != "" {
+			return 0, standby.FieldError(field, "%s", msg)
+		}
+		return 0, errors.New(msg)
+	case "":
+		return 0, errors.New("init exited before starting the instance")
+	}
+	return 0, fmt.Errorf("bad init status %q", line)
+}

@@ -1,0 +1,241 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/standbyhq/standby"
+)
+
+// Isolation settings (Config.Isolation).
+const (
+	IsolationAuto = "auto" // on when running as root with cgroups, else none
+	IsolationOn   = "on"   // required: New fails when it cannot be had
+	IsolationNone = standby.IsolationNone
+)
+
+// isolation is what an isolated instance holds besides its process: its
+// uid, its cgroup, and (in state.json) how to find them again.
+type isolation struct {
+	UID        int    `json:"uid"`
+	CgroupKind string `json:"cgroup_kind"`
+	Cgroup     string `json:"cgroup"`
+	cg         *cgroup
+}
+
+// resolveIsolation decides the isolation in force: the Host.Isolation
+// value, and the cgroup hierarchy when on.
+func resolveIsolation(setting string) (string, string, error) {
+	switch setting {
+	case "", IsolationAuto, IsolationOn:
+	case IsolationNone:
+		return standby.IsolationNone, "", nil
+	default:
+		return "", "", fmt.Errorf("agent: Isolation must be auto, on or none, not %q", setting)
+	}
+	kind, err := cgroupHierarchy()
+	if err == nil && os.Geteuid() != 0 {
+		err = errors.New("not running as root")
+	}
+	if err != nil {
+		if setting == IsolationOn {
+			return "", "", fmt.Errorf("agent: isolation needs root and cgroups: %w", err)
+		}
+		return standby.IsolationNone, "", nil
+	}
+	return standby.IsolationNamespaces + "+" + kind, kind, nil
+}
+
+// cgroupScope names this agent's cgroups after its data dir, so two
+// agents on one machine (tests, several data dirs) never share one.
+func cgroupScope(dataDir string) string {
+	h := fnv.New32a()
+	h.Write([]byte(dataDir))
+	return fmt.Sprintf("/standby/%08x", h.Sum32())
+}
+
+// allocUID gives the instance the lowest free uid of the agent's range.
+func (a *Local) allocUID(id string) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for n := 0; n < a.cfg.MaxInstances*2; n++ {
+		uid := a.cfg.UIDBase + n
+		if _, used := a.uids[uid]; !used {
+			a.uids[uid] = id
+			return uid, nil
+		}
+	}
+	return 0, standby.Errorf(standby.EUnavailable, "no free uid for instance %s", id)
+}
+
+func (a *Local) freeUID(uid int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.uids, uid)
+}
+
+// prepareRoot gives the instance a uid, mounts its writable root (a tmpfs
+// of disk_mb owned by the uid, on the host so the agent reaches its files
+// directly and it outlives an agent restart) and creates its cgroup.
+func (a *Local) prepareRoot(spec standby.InstanceSpec, root string) (iso *isolation, err error) {
+	res := spec.Resources.WithDefaults()
+	uid, err := a.allocUID(spec.ID)
+	if err != nil {
+		return nil, err
+	}
+	iso = &isolation{UID: uid, CgroupKind: a.cgKind, Cgroup: a.cgScope + "/" + spec.ID}
+	defer func() {
+		if err != nil {
+			a.freeUID(uid)
+		}
+	}()
+	opts := fmt.Sprintf("size=%dm,mode=0700,uid=%d,gid=%d", res.DiskMB, uid, uid)
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return nil, standby.Errorf(standby.EUnavailable, "start instance %s: mount root: %v", spec.ID, err)
+	}
+	iso.cg, err = newCgroup(a.cgKind, iso.Cgroup, res, a.cfg.PidsLimit)
+	if err != nil {
+		_ = unix.Unmount(root, unix.MNT_DETACH)
+		return nil, standby.Errorf(standby.EUnavailable, "start instance %s: %v", spec.ID, err)
+	}
+	return iso, nil
+}
+
+// releaseRoot undoes prepareRoot for an instance whose processes are gone.
+func (a *Local) releaseRoot(iso *isolation, root string) {
+	if iso.cg != nil {
+		if err := iso.cg.destroy(); err != nil {
+			a.log.Error("cannot remove instance cgroup", "cgroup", iso.Cgroup, "err", err)
+		}
+	}
+	if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		a.log.Error("cannot unmount instance root", "root", root, "err", err)
+	}
+	a.freeUID(iso.UID)
+}
+
+// chownTree gives everything under root (not following symlinks) to uid.
+func chownTree(root string, uid int) error {
+	return filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, uid)
+	})
+}
+
+// spawnInit starts the instance's init in new PID, mount, UTS and IPC
+// namespaces, puts it in the cgroup before it does anything, hands it its
+// config and waits for it to report start_cmd started (or why not). It
+// returns the init's pid, which stands for the instance from then on.
+func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, dir string, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
+	rootfs := filepath.Join(dir, rootfsDir)
+	if err := os.MkdirAll(rootfs, 0o700); err != nil {
+		return 0, -1, err
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return 0, -1, err
+	}
+	defer cfgW.Close()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return 0, -1, err
+	}
+	defer statR.Close()
+	pidfd = -1
+	proc, err := os.StartProcess(a.cfg.SelfExe, []string{"standby", initArg}, &os.ProcAttr{
+		Dir:   dir,
+		Env:   []string{"PATH=" + defaultPath},
+		Files: append(stdio, cfgR, statW),
+		Sys: &syscall.SysProcAttr{
+			Setpgid:    true,
+			PidFD:      &pidfd,
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		},
+	})
+	cfgR.Close()
+	statW.Close()
+	if err != nil {
+		return 0, -1, standby.Errorf(standby.EUnavailable, "start instance %s: start init: %v", spec.ID, err)
+	}
+	pid = proc.Pid
+	_ = proc.Release()
+	fail := func(err error) (int, int, error) {
+		killGroup(pid, syscall.SIGKILL)
+		waitReap(pid)
+		if pidfd >= 0 {
+			syscall.Close(pidfd)
+		}
+		if standby.ErrorCode(err) == standby.EValidation {
+			return 0, -1, err
+		}
+		return 0, -1, standby.Errorf(standby.EUnavailable, "start instance %s: %v", spec.ID, err)
+	}
+	if err := iso.cg.add(pid); err != nil {
+		return fail(fmt.Errorf("join cgroup: %w", err))
+	}
+	hostname := spec.ID
+	if len(hostname) > 63 {
+		hostname = hostname[:63]
+	}
+	cfg := initConfig{
+		Root: filepath.Join(dir, "root"), RootFS: rootfs, Socket: filepath.Join(dir, execSocket),
+		SelfExe: a.cfg.SelfExe, Hostname: hostname, UID: iso.UID, Argv: argv, Env: env, Workdir: workdir,
+	}
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		return fail(fmt.Errorf("configure init: %w", err))
+	}
+	cfgW.Close()
+	line, _ := bufio.NewReader(io.LimitReader(statR, 64<<10)).ReadString('\n')
+	if _, err := parseInitStatus(line); err != nil {
+		return fail(err)
+	}
+	return pid, pidfd, nil
+}
+
+// teardown releases what an ended instance held: its cgroup, its uid and
+// its root's mount, keeping its artefacts (copied out of the tmpfs) and
+// logs, and marks when it ended for the artefact sweeper. Its processes
+// must be gone.
+func (a *Local) teardown(inst *instance) {
+	root := filepath.Join(inst.dir, "root")
+	if inst.iso != nil {
+		if inst.iso.cg == nil {
+			// Re-adopted or lost: find the cgroup again.
+			inst.iso.cg, _ = loadCgroup(inst.iso.CgroupKind, inst.iso.Cgroup)
+		}
+		if err := saveArtefacts(filepath.Join(root, "artefacts"), filepath.Join(inst.dir, "artefacts")); err != nil {
+			a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
+		}
+		a.releaseRoot(inst.iso, root)
+		os.Remove(filepath.Join(inst.dir, execSocket))
+		os.Remove(filepath.Join(inst.dir, rootfsDir))
+	}
+	if f, err := os.Create(filepath.Join(inst.dir, endedName)); err == nil {
+		f.Close()
+	}
+}
+
+// oomKilled reports whether the kernel killed a process of the instance
+// for its memory limit.
+func (inst *instance) oomKilled() bool {
+	if inst.iso == nil {
+		return false
+	}
+	if inst.iso.cg == nil {
+		inst.iso.cg, _ = loadCgroup(inst.iso.CgroupKind, inst.iso.Cgroup)
+	}
+	return inst.iso.cg != nil && inst.iso.cg.oomKills() > 0
+}

@@ -1,0 +1,254 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/standbyhq/standby"
+)
+
+// isolatedAgent starts an agent with isolation on, or skips the test when
+// this process cannot have it (not root, no cgroups).
+func isolatedAgent(t *testing.T) *testAgent {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("isolation tests need root (namespaces, mounts, cgroups); run as root to cover them")
+	}
+	if _, _, err := resolveIsolation(IsolationOn); err != nil {
+		t.Skipf("isolation unavailable: %v", err)
+	}
+	return startAgent(t, "", func(c *Config) {
+		c.Isolation = IsolationOn
+		c.UIDBase = 300000 + os.Getpid()%1000*100
+		c.StopGrace = time.Second
+	})
+}
+
+// startRes starts b with resources and waits until it is ready.
+func (ta *testAgent) startRes(t *testing.T, b *standby.Build, res standby.Resources) string {
+	t.Helper()
+	id := standby.NewID(standby.PrefixInstance)
+	if _, err := ta.StartInstance(context.Background(), standby.InstanceSpec{ID: id, Build: b, Resources: res}); err != nil {
+		t.Fatalf("StartInstance: %v", err)
+	}
+	ta.waitEvent(t, id, standby.EventReady)
+	return id
+}
+
+func idleBuild() *standby.Build {
+	return &standby.Build{StartCmd: []string{"standby", "idle"}, ReadinessHealthCheck: &standby.HealthCheck{Type: standby.CheckProcess}}
+}
+
+func (ta *testAgent) exec(t *testing.T, id string, req standby.ExecRequest) standby.ExecResult {
+	t.Helper()
+	res, err := ta.Exec(context.Background(), id, req)
+	if err != nil {
+		t.Fatalf("Exec %v: %v", req.Cmd, err)
+	}
+	return res
+}
+
+func TestIsolationOOMKilled(t *testing.T) {
+	t.Parallel()
+	ta := isolatedAgent(t)
+	id := standby.NewID(standby.PrefixInstance)
+	b := &standby.Build{StartCmd: []string{"standby", "alloc", "200"}, ReadinessHealthCheck: &standby.HealthCheck{Type: standby.CheckProcess}}
+	if _, err := ta.StartInstance(context.Background(), standby.InstanceSpec{ID: id, Build: b, Resources: standby.Resources{MemoryMB: 64}}); err != nil {
+		t.Fatal(err)
+	}
+	ev := ta.waitEvent(t, id, standby.EventFailed)
+	if ev.Reason != standby.ReasonOOMKilled {
+		t.Fatalf("failed reason = %q, want %q", ev.Reason, standby.ReasonOOMKilled)
+	}
+}
+
+func TestIsolationCPUQuota(t *testing.T) {
+	t.Parallel()
+	ta := isolatedAgent(t)
+	b := &standby.Build{StartCmd: []string{"standby", "spin"}, ReadinessHealthCheck: &standby.HealthCheck{Type: standby.CheckProcess}}
+	id := ta.startRes(t, b, standby.Resources{VCPUs: 0.5})
+	// A window long enough for many CFS periods (100 ms each).
+	first, err := ta.Stats(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = first
+	time.Sleep(1500 * time.Millisecond) // the measurement window, not a wait for an event
+	st, err := ta.Stats(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Cgroup || st.CPUQuota != 0.5 {
+		t.Fatalf("stats = %+v, want cgroup numbers with cpu_quota 0.5", st)
+	}
+	if st.Usage.CPU < 0.3 || st.Usage.CPU > 0.7 {
+		t.Fatalf("busy loop under vcpus 0.5 used %.2f cores, want about 0.5", st.Usage.CPU)
+	}
+}
+
+func TestIsolationPidsLimit(t *testing.T) {
+	t.Parallel()
+	ta := isolatedAgent(t)
+	id := ta.startRes(t, idleBuild(), standby.Resources{VCPUs: 0.5})
+	// A fork bomb: each shell starts two more, without end, until the
+	// pids limit refuses forks; the timeout then kills what it made.
+	res := ta.exec(t, id, standby.ExecRequest{
+		Cmd:       []string{"sh", "-c", "b() { b & b & wait; }; b"},
+		TimeoutMS: 3000,
+	})
+	if !res.TimedOut && !strings.Contains(res.Stderr, "fork") {
+		t.Fatalf("fork bomb ended without hitting the limit: %+v", res)
+	}
+	// The sandbox still answers, and the bomb left nothing behind.
+	out := ta.exec(t, id, standby.ExecRequest{Cmd: []string{"sh", "-c", "ls /proc | grep -c '^[0-9]'"}})
+	n, _ := strconv.Atoi(strings.TrimSpace(out.Stdout))
+	if out.ExitCode != 0 || n == 0 || n > 5 {
+		t.Fatalf("after the fork bomb the sandbox has %q processes (exit %d, %s)", out.Stdout, out.ExitCode, out.Stderr)
+	}
+	inst := ta.runningInst(id)
+	if pids := inst.iso.cg.procs(); len(pids) > 3 {
+		t.Fatalf("cgroup still holds %d processes after the fork bomb", len(pids))
+	}
+}
+
+func TestIsolationSeesOnlyItself(t *testing.T) {
+	t.Parallel()
+	ta := isolatedAgent(t)
+	a := ta.startRes(t, idleBuild(), standby.Resources{})
+	b := ta.startRes(t, shBuild("echo secret-of-b > mine.txt; exec sleep 1000"), standby.Resources{})
+	waitUntil(t, "b's file", func() bool { _, err := os.Stat(filepath.Join(ta.root(b), "mine.txt")); return err == nil })
+	os.WriteFile(filepath.Join(ta.dataDir, "admin.key"), []byte("sbk_admin_secret"), 0o600)
+	bPid := ta.runningInst(b).pid
+
+	ps := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"ps", "-eo", "pid,comm"}})
+	lines := strings.Split(strings.TrimSpace(ps.Stdout), "\n")
+	// Header, the init (PID 1), the idle start_cmd, ps itself.
+	if len(lines) != 4 || !strings.Contains(ps.Stdout, " 1 ") {
+		t.Fatalf("ps inside the sandbox shows other processes:\n%s", ps.Stdout)
+	}
+	if strings.Contains(ps.Stdout, "sleep") {
+		t.Fatalf("ps inside a shows b's sleep:\n%s", ps.Stdout)
+	}
+	tests := []struct {
+		name string
+		cmd  string
+	}{
+		{"admin key", "cat " + filepath.Join(ta.dataDir, "admin.key")},
+		{"admin key via init's root", "cat /proc/1/root" + filepath.Join(ta.dataDir, "admin.key")},
+		{"store dir", "ls " + ta.dataDir},
+		{"other sandbox's file", "cat " + filepath.Join(ta.root(b), "mine.txt")},
+		{"signal other sandbox", "kill -9 " + strconv.Itoa(bPid)},
+		{"write system dirs", "touch /usr/bin/evil"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"sh", "-c", tt.cmd}})
+			if res.ExitCode == 0 || strings.Contains(res.Stdout, "secret") {
+				t.Fatalf("%q succeeded inside the sandbox: %+v", tt.cmd, res)
+			}
+		})
+	}
+	if ta.runningInst(b) == nil || !running(bPid, ta.runningInst(b).startTick) {
+		t.Fatal("sandbox b was killed from sandbox a")
+	}
+	who := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"id", "-u"}})
+	if uid, _ := strconv.Atoi(strings.TrimSpace(who.Stdout)); uid == 0 || uid != ta.runningInst(a).iso.UID {
+		t.Fatalf("exec runs as uid %q, want the instance's unprivileged uid", who.Stdout)
+	}
+}
+
+func TestIsolationDiskLimit(t *testing.T) {
+	t.Parallel()
+	ta := isolatedAgent(t)
+	id := ta.startRes(t, idleBuild(), standby.Resources{DiskMB: 8})
+	res := ta.exec(t, id, standby.ExecRequest{Cmd: []string{"sh", "-c", "dd if=/dev/zero of=/sandbox/big bs=1M count=16"}})
+	if res.ExitCode == 0 || !strings.Contains(res.Stderr, "No space left") {
+		t.Fatalf("writing 16 MiB into disk_mb 8 = %+v, want ENOSPC", res)
+	}
+	// Only the sandbox's space is full: the agent's data dir takes writes.
+	if err := os.WriteFile(filepath.Join(ta.dataDir, "after"), bytes.Repeat([]byte{1}, 1<<20), 0o600); err != nil {
+		t.Fatalf("host write after the sandbox filled its disk: %v", err)
+	}
+	if err := ta.WriteFile(context.Background(), id, "more", bytes.NewReader(bytes.Repeat([]byte{1}, 1<<20))); standby.ErrorCode(err) != standby.EValidation {
+		t.Fatalf("WriteFile into a full sandbox = %v, want validation_failed (no space)", err)
+	}
+}
+
+func TestIsolationExecTimeoutKillsTree(t *testing.T) {
+	t.Parallel()
+	for _, iso := range []bool{false, true} {
+		t.Run("isolated="+strconv.FormatBool(iso), func(t *testing.T) {
+			var ta *testAgent
+			if iso {
+				ta = isolatedAgent(t)
+			} else {
+				ta = startAgent(t, "", nil)
+			}
+			id := ta.startRes(t, idleBuild(), standby.Resources{})
+			marker := strconv.Itoa(1000 + os.Getpid()%1000 + map[bool]int{true: 1}[iso])
+			res := ta.exec(t, id, standby.ExecRequest{Cmd: []string{"sh", "-c", "sleep " + marker + " & setsid sleep " + marker + " & sleep " + marker}, TimeoutMS: 300})
+			if !res.TimedOut || res.ExitCode != -1 {
+				t.Fatalf("exec = %+v, want timed out", res)
+			}
+			for pid := range listProcs() {
+				cmd, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+				if string(cmd) == "sleep\x00"+marker+"\x00" {
+					t.Fatalf("exec timeout left %q (pid %d) running", cmd, pid)
+				}
+			}
+		})
+	}
+}
+
+func TestIsolationFilesAndArtefacts(t *testing.T) {
+	t.Parallel()
+	ta := isolatedAgent(t)
+	id := ta.startRes(t, shBuild(`echo report > "$STANDBY_ARTEFACTS_DIR/report.txt"; ln -s /etc/passwd "$STANDBY_ARTEFACTS_DIR/pw"; ln -s /etc/passwd out; exec sleep 1000`), standby.Resources{})
+	ctx := context.Background()
+	if err := ta.WriteFile(ctx, id, "dir/in.txt", strings.NewReader("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got := ta.exec(t, id, standby.ExecRequest{Cmd: []string{"cat", "dir/in.txt"}})
+	if got.Stdout != "hello" {
+		t.Fatalf("sandbox reads %q, want hello", got.Stdout)
+	}
+	// The sandbox's uid owns what the agent wrote: it may change it.
+	if res := ta.exec(t, id, standby.ExecRequest{Cmd: []string{"sh", "-c", "echo more >> dir/in.txt && echo x > dir/new"}}); res.ExitCode != 0 {
+		t.Fatalf("sandbox cannot write its files: %+v", res)
+	}
+	waitUntil(t, "artefact", func() bool {
+		items, _, _ := ta.Artefacts(ctx, id, standby.Page{})
+		return len(items) == 1
+	})
+	for _, p := range []string{"../x", "/etc/passwd", "out", "dir/../../x"} {
+		var buf bytes.Buffer
+		if err := ta.ReadFile(ctx, id, p, &buf); standby.ErrorCode(err) != standby.EValidation {
+			t.Errorf("ReadFile(%q) = %v, want validation_failed", p, err)
+		}
+	}
+	if err := ta.WriteFile(ctx, id, "out", strings.NewReader("x")); standby.ErrorCode(err) != standby.EValidation {
+		t.Errorf("WriteFile through a symlink out = %v, want validation_failed", err)
+	}
+	var buf bytes.Buffer
+	if err := ta.ArtefactContent(ctx, id, "pw", &buf); standby.ErrorCode(err) != standby.EValidation {
+		t.Errorf("ArtefactContent(symlink out) = %v (%q), want validation_failed", err, buf.String())
+	}
+	if err := ta.StopInstance(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	// Kept after the stop, though the sandbox's tmpfs is gone.
+	buf.Reset()
+	if err := ta.ArtefactContent(ctx, id, "report.txt", &buf); err != nil || buf.String() != "report\n" {
+		t.Fatalf("artefact after stop = %q, %v", buf.String(), err)
+	}
+	if _, err := os.Stat(filepath.Join(ta.root(id), "dir")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the sandbox's root is still mounted after stop: %v", err)
+	}
+}
