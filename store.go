@@ -143,6 +143,10 @@ type Store interface {
 	FindInstance(ctx context.Context, id string) (*Instance, error)
 	// FindInstances lists instances in creation order.
 	FindInstances(ctx context.Context, f InstanceFilter) ([]*Instance, string, error)
+	// CountInstances counts the instances matching f (f.Page is ignored),
+	// without reading them: the controller counts a host's live instances
+	// on every look at a pool.
+	CountInstances(ctx context.Context, f InstanceFilter) (int, error)
 	// UpdateInstance edits an instance. not_found.
 	UpdateInstance(ctx context.Context, id string, fn func(*Instance) error) (*Instance, error)
 	// DeleteInstance removes an instance record. not_found.

@@ -36,6 +36,7 @@ type serveConfig struct {
 	LocalAgent bool   // run an agent in this process
 	AdminKey   string // from STANDBY_ADMIN_KEY; generated when empty
 	LogLevel   string
+	Isolation  string // agent.Config.Isolation: auto, on or none
 	// Ready, if set, receives the address the server listens on once it
 	// accepts connections (tests and `standby bench` use it).
 	Ready func(addr string)
@@ -50,7 +51,7 @@ func envOr(name, def string) string {
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := cli.NewRootCommand(cli.Options{Stdout: stdout, Stderr: stderr})
-	root.AddCommand(newServeCommand(stderr), newEchoServerCommand(), newIdleCommand())
+	root.AddCommand(newServeCommand(stderr), newEchoServerCommand(), newIdleCommand(), newBenchCommand(stdout, stderr), newSandboxInitCommand())
 	return root
 }
 
@@ -77,6 +78,7 @@ func newServeCommand(stderr io.Writer) *cobra.Command {
 	f.StringVar(&cfg.Store, "store", envOr("STANDBY_STORE", ""), "store URL: sqlite:<path> (default: SQLite in the data dir) (env STANDBY_STORE)")
 	f.StringVar(&cfg.Sync, "sqlite-synchronous", envOr("STANDBY_SQLITE_SYNCHRONOUS", "FULL"), "SQLite synchronous setting: FULL (nothing acknowledged is lost, even on power loss) or NORMAL")
 	f.BoolVar(&cfg.LocalAgent, "local-agent", envOr("STANDBY_LOCAL_AGENT", "true") == "true", "run an agent in this process (env STANDBY_LOCAL_AGENT)")
+	f.StringVar(&cfg.Isolation, "isolation", envOr("STANDBY_ISOLATION", "auto"), "instance isolation: auto (namespaces and cgroups when root on Linux), on, or none (env STANDBY_ISOLATION)")
 	f.StringVar(&cfg.LogLevel, "log-level", envOr("STANDBY_LOG_LEVEL", "info"), "debug, info, warn or error (env STANDBY_LOG_LEVEL)")
 	return cmd
 }
@@ -127,14 +129,20 @@ func serve(ctx context.Context, cfg serveConfig, stderr io.Writer) error {
 		}
 		name, _ := os.Hostname()
 		localAgent, err = agent.New(agent.Config{
-			DataDir: cfg.DataDir,
-			HostID:  hostID,
-			Name:    name,
-			Clock:   clock,
-			Logger:  logger.With("component", "agent"),
+			DataDir:   cfg.DataDir,
+			HostID:    hostID,
+			Name:      name,
+			Clock:     clock,
+			Logger:    logger.With("component", "agent"),
+			Isolation: cfg.Isolation,
 		})
 		if err != nil {
 			return fmt.Errorf("agent: %w", err)
+		}
+		if iso := localAgent.Host().Isolation; iso == standby.IsolationNone {
+			logger.Warn("isolation: none; instances run as plain processes of this user, without namespaces or limits")
+		} else {
+			logger.Info("isolation: "+iso+"; instances run in their own namespaces as their own uid, with cgroup limits", "isolation", iso)
 		}
 		agents = append(agents, localAgent)
 	}

@@ -24,6 +24,9 @@ import (
 type Controller interface {
 	// WakePool makes the controller look at this pool now (non-blocking).
 	WakePool(poolID string)
+	// PoolCheckedOut tells the controller a checkout took an instance of
+	// the pool, so it refills; bursts may be coalesced (non-blocking).
+	PoolCheckedOut(poolID string)
 	// WakeAll makes the controller look at every pool now (a tag moved).
 	WakeAll()
 	// WakeSandbox makes the controller act on a sandbox's state now.
@@ -66,6 +69,7 @@ type Server struct {
 	ready  func() error
 	routes []route
 	mux    *http.ServeMux
+	cache  *hotCache
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -111,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 		clock: cfg.Clock,
 		log:   cfg.Logger,
 		ready: cfg.Ready,
+		cache: newHotCache(cfg.Store),
 	}
 	if s.clock == nil {
 		s.clock = standby.SystemClock{}

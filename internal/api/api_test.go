@@ -48,6 +48,10 @@ func (c *testController) WakePool(id string) {
 	c.pools[id]++
 }
 
+// PoolCheckedOut counts as a wake of the pool: either one makes the
+// controller look at it.
+func (c *testController) PoolCheckedOut(id string) { c.WakePool(id) }
+
 func (c *testController) WakeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -30,7 +30,7 @@ func (s *Server) authenticate(r *http.Request, need access) (*caller, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 		return nil, standby.Errorf(standby.EUnauthorized, "missing bearer API key")
 	}
-	key, err := s.store.FindAPIKeyByHash(r.Context(), standby.HashKey(strings.TrimSpace(secret)))
+	key, err := s.cache.apiKey(r.Context(), s.store, standby.HashKey(strings.TrimSpace(secret)))
 	if err != nil {
 		if standby.IsCode(err, standby.ENotFound) {
 			return nil, standby.Errorf(standby.EUnauthorized, "unknown or revoked API key")

@@ -84,6 +84,12 @@ func operation(rt route) obj {
 	if len(params) > 0 {
 		op["parameters"] = params
 	}
+	if rt.doc.binary && rt.method != "GET" {
+		op["requestBody"] = obj{
+			"required": true,
+			"content":  obj{"application/octet-stream": obj{"schema": obj{"type": "string", "format": "binary"}}},
+		}
+	}
 	if rt.doc.body != nil {
 		op["requestBody"] = obj{
 			"required": true,
@@ -94,6 +100,8 @@ func operation(rt route) obj {
 	switch {
 	case rt.doc.text:
 		ok["content"] = obj{"text/plain": obj{"schema": obj{"type": "string"}}}
+	case rt.doc.binary && rt.method == "GET":
+		ok["content"] = obj{"application/octet-stream": obj{"schema": obj{"type": "string", "format": "binary"}}}
 	case rt.doc.resp != nil:
 		schema := schemaOf(reflect.TypeOf(rt.doc.resp))
 		if rt.doc.list {

@@ -10,6 +10,7 @@ type routeDoc struct {
 	list   bool // the response is a page of resp
 	labels bool // takes ?label=k=v filters
 	text   bool // the response is text/plain
+	binary bool // the request body (if any) and the response are raw bytes
 	query  []queryParam
 }
 
@@ -21,6 +22,7 @@ type queryParam struct {
 var (
 	qState       = queryParam{"state", "string", "Filter by state (repeatable)."}
 	qForceDelete = queryParam{"force_delete", "boolean", "Also stop what is claimed or running."}
+	qFilePath    = queryParam{"path", "string", "Path relative to the sandbox root; may not leave it."}
 )
 
 // routeTable lists every route of the API. The mux, /openapi.json and the
@@ -37,6 +39,9 @@ func (s *Server) routeTable() []route {
 			handler: s.readyz, doc: routeDoc{status: 200, resp: map[string]string{}}},
 		{method: "GET", pattern: "/openapi.json", access: public, summary: "This OpenAPI document",
 			handler: s.openapi, doc: routeDoc{status: 200, resp: map[string]any{}}},
+
+		{method: "GET", pattern: "/v1/whoami", access: readRole, summary: "The calling key, its project and role (an authenticated no-op)",
+			handler: s.whoami, doc: routeDoc{status: 200, resp: whoami{}}},
 
 		// Projects and keys (SPEC §2).
 		{method: "POST", pattern: "/v1/projects", access: adminRole, summary: "Create a project (with the built-in templates)",
@@ -134,6 +139,21 @@ func (s *Server) routeTable() []route {
 				{"stream", "string", "stdout (default) or stderr."},
 				{"tail", "integer", "Only the last N lines."},
 				{"follow", "boolean", "Keep streaming new output."}}}},
+
+		// Inside a sandbox (SPEC §5): exec, files, artefacts, stats.
+		{method: "POST", pattern: "/v1/sandboxes/{id}/exec", access: writeRole, summary: "Run a command inside a sandbox and wait for it",
+			handler: s.sandboxExec, doc: routeDoc{status: 200, body: standby.ExecRequest{}, resp: standby.ExecResult{}}},
+		{method: "PUT", pattern: "/v1/sandboxes/{id}/files", access: writeRole, summary: "Write a file inside a sandbox's root (body: the content)",
+			handler: s.putSandboxFile, doc: routeDoc{status: 204, binary: true, query: []queryParam{qFilePath}}},
+		{method: "GET", pattern: "/v1/sandboxes/{id}/files", access: readRole, summary: "Read a file inside a sandbox's root",
+			handler: s.getSandboxFile, doc: routeDoc{status: 200, binary: true, query: []queryParam{qFilePath}}},
+		{method: "GET", pattern: "/v1/sandboxes/{id}/artefacts", access: readRole, summary: "List a sandbox's artefacts (kept 24 h after it stops)",
+			handler: s.listArtefacts, doc: routeDoc{status: 200, resp: standby.Artefact{}, list: true}},
+		{method: "GET", pattern: "/v1/sandboxes/{id}/artefacts/content", access: readRole, summary: "Read one artefact",
+			handler: s.artefactContent, doc: routeDoc{status: 200, binary: true, query: []queryParam{
+				{"file_path", "string", "The artefact's path, relative to $STANDBY_ARTEFACTS_DIR."}}}},
+		{method: "GET", pattern: "/v1/sandboxes/{id}/stats", access: readRole, summary: "A sandbox's usage and quotas",
+			handler: s.sandboxStats, doc: routeDoc{status: 200, resp: standby.InstanceStats{}}},
 
 		// Hosts (SPEC §7).
 		{method: "GET", pattern: "/v1/hosts", access: readRole, summary: "List hosts",

@@ -147,7 +147,14 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, c *caller
 	var pool *standby.WarmPool
 	var build *standby.Build
 	if id := in.WarmPool.ID; id != "" {
-		if pool, err = s.findPool(ctx, c, id); err != nil {
+		// From the cache: the pool and its build are read on every
+		// checkout and change rarely. Shared records: read only.
+		var poolBuild *standby.Build
+		pool, poolBuild, err = s.cache.pool(ctx, s.store, id)
+		if err == nil && !c.owns(pool.ProjectID) {
+			err = standby.Errorf(standby.ENotFound, "warm pool %s not found", id)
+		}
+		if err != nil {
 			if standby.IsCode(err, standby.ENotFound) {
 				return standby.FieldError("warm_pool.id", "warm pool %s not found", id)
 			}
@@ -160,8 +167,8 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, c *caller
 			return standby.Errorf(standby.EWarmPoolUnavailable, "warm pool %s has no resolved build", id)
 		}
 		if in.Template == "" {
-			if build, err = s.store.FindBuild(ctx, c.project, *pool.ResolvedTemplateBuildID); err != nil {
-				return err
+			if build = poolBuild; build == nil {
+				return standby.Errorf(standby.ENotFound, "build %s not found", *pool.ResolvedTemplateBuildID)
 			}
 		}
 	}
@@ -208,7 +215,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, c *caller
 	if len(candidates) > 0 {
 		got, err := s.checkout(ctx, c, in, sb, mode, build, candidates)
 		if err == nil {
-			s.ctrl.WakePool(got.WarmPoolCheckout.ID)
+			s.ctrl.PoolCheckedOut(got.WarmPoolCheckout.ID)
 			writeVersioned(w, http.StatusCreated, got.Version, got)
 			return nil
 		}

@@ -79,9 +79,9 @@ type poolMemory struct {
 	// crashes still backs off instead of spinning.
 	streak      int
 	streakUntil time.Time
-	// claimed are the claimed instances seen at the last look; new ones
-	// are checkouts.
-	claimed   map[string]bool
+	// ready are the ready instances seen at the last look; one that is
+	// neither ready, draining nor failed now was checked out.
+	ready     map[string]bool
 	seen      bool
 	checkouts []time.Time
 }
@@ -247,6 +247,18 @@ func (c *Controller) start(ctx context.Context) error {
 
 // WakePool asks for a look at a pool now. It never blocks.
 func (c *Controller) WakePool(poolID string) { c.queue.Add(keyPool + poolID) }
+
+// checkoutDelay is how long a look at a pool waits after a checkout took
+// one of its instances: a burst of checkouts costs one look (listing the
+// pool, counting hosts, writing status) instead of one per checkout, and
+// the refill still starts within a few milliseconds of the first.
+const checkoutDelay = 15 * time.Millisecond
+
+// PoolCheckedOut tells the controller a checkout took an instance of the
+// pool: it looks at the pool shortly, once per burst. It never blocks.
+func (c *Controller) PoolCheckedOut(poolID string) {
+	c.queue.AddSoon(keyPool+poolID, checkoutDelay)
+}
 
 // WakeSandbox asks to act on a sandbox's state now. It never blocks.
 func (c *Controller) WakeSandbox(sandboxID string) { c.queue.Add(keySandbox + sandboxID) }
@@ -430,11 +442,13 @@ func (c *Controller) hostSlots(ctx context.Context) ([]planHost, error) {
 		}
 		free := -1
 		if h.MaxInstances > 0 {
-			live, err := c.findInstances(ctx, standby.InstanceFilter{HostID: h.ID, States: liveStates()})
+			// A count, not a list: under a checkout burst the host holds
+			// thousands of claimed instances.
+			live, err := c.store.CountInstances(ctx, standby.InstanceFilter{HostID: h.ID, States: liveStates()})
 			if err != nil {
 				return nil, fmt.Errorf("count instances of host %s: %w", h.ID, err)
 			}
-			free = max(0, h.MaxInstances-len(live))
+			free = max(0, h.MaxInstances-live)
 		}
 		hosts = append(hosts, planHost{ID: h.ID, HostPoolID: h.HostPoolID, CellID: h.CellID, Free: free})
 	}
@@ -462,7 +476,7 @@ func (m *poolMemory) readyAfter(now time.Time) {
 func (c *Controller) memory(poolID string) *poolMemory {
 	m := c.pools[poolID]
 	if m == nil {
-		m = &poolMemory{claimed: map[string]bool{}}
+		m = &poolMemory{ready: map[string]bool{}}
 		c.pools[poolID] = m
 	}
 	return m

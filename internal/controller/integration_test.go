@@ -46,7 +46,10 @@ func newEnv(t *testing.T, clock standby.Clock) *env {
 	}
 	t.Cleanup(func() { st.Close() })
 
-	ag, err := agent.New(agent.Config{DataDir: filepath.Join(dir, "agent"), HostID: "host_test", StopGrace: time.Second, Logger: testLogger(t)})
+	// Plain processes: the test binary cannot serve as the isolation init
+	// (that is the agent's to test), and the controller does not care.
+	ag, err := agent.New(agent.Config{DataDir: filepath.Join(dir, "agent"), HostID: "host_test", StopGrace: time.Second, Logger: testLogger(t),
+		Isolation: standby.IsolationNone})
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}

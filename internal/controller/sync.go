@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/standbyhq/standby"
@@ -45,7 +47,11 @@ func (c *Controller) syncPool(ctx context.Context, id string) error {
 		log.Info("pool rolls to a new build", "build", build.ID, "rollout_generation", p.RolloutGeneration)
 	}
 
-	instances, err := c.findInstances(ctx, standby.InstanceFilter{PoolID: id})
+	// Claimed instances are left out: the plan never touches them, and a
+	// pool under a checkout burst has thousands, which every look would
+	// otherwise read.
+	instances, err := c.findInstances(ctx, standby.InstanceFilter{PoolID: id, States: []string{
+		standby.InstanceWarming, standby.InstanceReady, standby.InstanceDraining, standby.InstanceFailed}})
 	if err != nil {
 		return fmt.Errorf("list instances of pool %s: %w", id, err)
 	}
@@ -58,16 +64,26 @@ func (c *Controller) syncPool(ctx context.Context, id string) error {
 	now := c.clock.Now()
 	c.mu.Lock()
 	m := c.memory(id)
-	claimed := map[string]bool{}
+	// Checkouts are the instances ready at the last look that are gone
+	// from ready without failing or being drained (claimed, or claimed and
+	// already stopped).
+	ready, stillHere := map[string]bool{}, map[string]bool{}
 	for _, in := range instances {
-		if in.State == standby.InstanceClaimed {
-			claimed[in.ID] = true
-			if m.seen && !m.claimed[in.ID] {
+		switch in.State {
+		case standby.InstanceReady:
+			ready[in.ID], stillHere[in.ID] = true, true
+		case standby.InstanceDraining, standby.InstanceFailed:
+			stillHere[in.ID] = true
+		}
+	}
+	if m.seen {
+		for id := range m.ready {
+			if !stillHere[id] {
 				m.checkouts = append(m.checkouts, now)
 			}
 		}
 	}
-	m.claimed, m.seen = claimed, true
+	m.ready, m.seen = ready, true
 	kept := m.checkouts[:0]
 	for _, t := range m.checkouts {
 		if now.Sub(t) < checkoutWindow {
@@ -95,8 +111,13 @@ func (c *Controller) syncPool(ctx context.Context, id string) error {
 	}
 	st.Hosts = hosts
 	res := plan(p, instances, st, now)
-	var started []*standby.Instance
-	for _, s := range res.Starts {
+	// The rows are written concurrently so that the store's group commit
+	// stores them in one transaction: a target raised by a burst starts
+	// its instances after one fsync, not one per instance.
+	started := make([]*standby.Instance, len(res.Starts))
+	errs := make([]error, len(res.Starts))
+	var wg sync.WaitGroup
+	for k, s := range res.Starts {
 		in := &standby.Instance{
 			ID:                standby.NewID(standby.PrefixInstance),
 			ProjectID:         p.ProjectID,
@@ -110,13 +131,24 @@ func (c *Controller) syncPool(ctx context.Context, id string) error {
 			RolloutGeneration: p.RolloutGeneration,
 			CreatedAt:         now,
 		}
-		if err := c.store.CreateInstance(ctx, in); err != nil {
-			c.placeMu.Unlock()
-			return fmt.Errorf("create instance of pool %s: %w", id, err)
-		}
-		started = append(started, in)
+		wg.Go(func() {
+			if errs[k] = c.store.CreateInstance(ctx, in); errs[k] == nil {
+				started[k] = in
+			}
+		})
 	}
+	wg.Wait()
 	c.placeMu.Unlock()
+	started = slices.DeleteFunc(started, func(in *standby.Instance) bool { return in == nil })
+	if err := errors.Join(errs...); err != nil {
+		// Start what was stored, so no row waits in warming for a
+		// process nobody starts.
+		for _, in := range started {
+			c.startInstance(ctx, in, standby.InstanceSpec{ID: in.ID, ProjectID: p.ProjectID, PoolID: p.ID, Build: build,
+				Resources: poolResources(p.Resources, build.Resources)})
+		}
+		return fmt.Errorf("create instances of pool %s: %w", id, err)
+	}
 
 	for _, in := range started {
 		c.startInstance(ctx, in, standby.InstanceSpec{

@@ -26,7 +26,9 @@ type workqueue struct {
 	processing map[string]bool
 	failures   map[string]int
 	timers     map[*time.Timer]struct{}
-	shutdown   bool
+	// soon holds the keys with an AddSoon timer pending.
+	soon     map[string]bool
+	shutdown bool
 }
 
 func newWorkqueue(workers int, base, max time.Duration, logger *slog.Logger, handle func(ctx context.Context, key string) error) *workqueue {
@@ -40,6 +42,7 @@ func newWorkqueue(workers int, base, max time.Duration, logger *slog.Logger, han
 		processing: map[string]bool{},
 		failures:   map[string]int{},
 		timers:     map[*time.Timer]struct{}{},
+		soon:       map[string]bool{},
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -75,6 +78,30 @@ func (q *workqueue) AddAfter(key string, d time.Duration) {
 	t = time.AfterFunc(d, func() {
 		q.mu.Lock()
 		delete(q.timers, t)
+		q.mu.Unlock()
+		q.Add(key)
+	})
+	q.timers[t] = struct{}{}
+}
+
+// AddSoon queues key after d unless a handling that starts after this call
+// is already due (the key waits in the queue, or is queued to run again
+// after the handling in progress) or an earlier AddSoon's timer is
+// pending: a burst of calls costs one handling of the key, at most d after
+// the first. A key only being handled right now still gets its timer, as
+// that handler may have looked before the call's cause happened.
+func (q *workqueue) AddSoon(key string, d time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.shutdown || q.soon[key] || q.queued[key] {
+		return
+	}
+	q.soon[key] = true
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		q.mu.Lock()
+		delete(q.timers, t)
+		delete(q.soon, key)
 		q.mu.Unlock()
 		q.Add(key)
 	})
@@ -147,6 +174,7 @@ func (q *workqueue) Run(ctx context.Context) {
 		t.Stop()
 	}
 	clear(q.timers)
+	clear(q.soon)
 	q.cond.Broadcast()
 	q.mu.Unlock()
 	wg.Wait()

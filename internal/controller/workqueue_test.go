@@ -162,3 +162,53 @@ func TestWorkqueueAddAfterAndShutdown(t *testing.T) {
 		t.Fatalf("queue holds %d keys after shutdown", q.Len())
 	}
 }
+
+func TestWorkqueueAddSoonCoalescesABurst(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	handled := make(chan struct{}, 100)
+	q := newWorkqueue(2, time.Millisecond, time.Second, quietLogger(), func(ctx context.Context, key string) error {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		handled <- struct{}{}
+		return nil
+	})
+	// The burst is queued before the workers run, and with an hour's
+	// delay, so nothing can fire between the calls.
+	for range 50 {
+		q.AddSoon("pool/a", time.Hour)
+	}
+	q.mu.Lock()
+	pending := len(q.timers)
+	q.mu.Unlock()
+	if pending != 1 {
+		t.Fatalf("a burst of 50 AddSoon left %d timers, want 1", pending)
+	}
+	// A key already waiting in the queue needs no timer.
+	q.Add("pool/b")
+	q.AddSoon("pool/b", time.Hour)
+	q.mu.Lock()
+	pending = len(q.timers)
+	q.mu.Unlock()
+	if pending != 1 {
+		t.Fatalf("AddSoon of a queued key added a timer: %d timers", pending)
+	}
+	runQueue(t, q)
+	<-handled // pool/b
+	q.AddSoon("pool/c", time.Millisecond)
+	q.AddSoon("pool/c", time.Millisecond)
+	<-handled // pool/c, once
+	waitFor(t, "the soon timer of pool/c to clear", 5*time.Second, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return !q.soon["pool/c"]
+	})
+	q.AddSoon("pool/c", time.Millisecond) // after the handling: a new look
+	<-handled
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 3 {
+		t.Fatalf("handled %d times, want 3 (pool/b, pool/c twice)", calls)
+	}
+}

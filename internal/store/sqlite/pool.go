@@ -333,6 +333,24 @@ func (s *Store) FindInstance(ctx context.Context, id string) (*standby.Instance,
 
 // FindInstances lists instances in creation order.
 func (s *Store) FindInstances(ctx context.Context, f standby.InstanceFilter) ([]*standby.Instance, string, error) {
+	w := instanceWhere(f)
+	out := []*standby.Instance{}
+	next, err := listByID(ctx, s.read, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, func(r *sql.Rows) (string, error) {
+		i, err := scanInstance(r)
+		if err != nil {
+			return "", err
+		}
+		out = append(out, i)
+		return i.ID, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// instanceWhere is the condition of an instance filter.
+func instanceWhere(f standby.InstanceFilter) *where {
 	w := &where{}
 	if f.ProjectID != "" {
 		w.add("project_id = ?", f.ProjectID)
@@ -347,19 +365,16 @@ func (s *Store) FindInstances(ctx context.Context, f standby.InstanceFilter) ([]
 		w.add("host_id = ?", f.HostID)
 	}
 	w.in("state", f.States)
-	out := []*standby.Instance{}
-	next, err := listByID(ctx, s.read, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, func(r *sql.Rows) (string, error) {
-		i, err := scanInstance(r)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, i)
-		return i.ID, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, next, nil
+	return w
+}
+
+// CountInstances counts the instances matching f. By host and state it
+// reads only the instances_host_state index.
+func (s *Store) CountInstances(ctx context.Context, f standby.InstanceFilter) (int, error) {
+	w := instanceWhere(f)
+	var n int
+	err := s.read.QueryRowContext(ctx, "SELECT count(*) FROM instances"+w.String(), w.args...).Scan(&n)
+	return n, dbError(err, "count instances")
 }
 
 // UpdateInstance edits an instance. not_found.

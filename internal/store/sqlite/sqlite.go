@@ -6,8 +6,9 @@
 // goroutine owns that connection and commits groups of writes together:
 // concurrent writes (checkouts above all) share one transaction and one
 // fsync instead of queueing for one each, and every caller is answered only
-// after the commit that holds its write (synchronous=FULL by default, so
-// that is durable even on power loss). Reads go through a separate pool of
+// after the commit that holds its write is synced to disk (by default: a
+// syncer goroutine fdatasyncs the WAL while the writer already runs the
+// next batch, so durability costs the writer no waiting). Reads go through a separate pool of
 // read-only connections and never wait for a writer.
 package sqlite
 
@@ -45,10 +46,12 @@ type Config struct {
 	Path string
 	// Logger receives lifecycle logs. Default: discard.
 	Logger *slog.Logger
-	// Synchronous is SQLite's synchronous mode for writes: "FULL" (default)
-	// makes every acknowledged write durable even on power loss; "NORMAL"
-	// is faster and survives a process crash but may lose the last commits
-	// on power loss.
+	// Synchronous is the durability of writes: "FULL" (default) answers a
+	// write only once its commit is synced to disk, so every acknowledged
+	// write survives power loss (the store syncs the WAL itself, pipelined
+	// with the next commits: see walSyncer); "NORMAL" answers at commit,
+	// which survives a crash of the process but may lose the last
+	// acknowledged writes on power loss or an OS crash.
 	Synchronous string
 	// Clock gives "now" for the last-hour status counts of pools. Default:
 	// standby.SystemClock.
@@ -109,7 +112,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// temp_store(MEMORY): the savepoint of each write in a group commit
 	// journals the pages it changes; in a temp file that is a write
 	// syscall per page, in memory a copy.
-	wq := url.Values{"_pragma": append([]string{"journal_mode(WAL)", "synchronous(" + syncMode + ")", "temp_store(MEMORY)"}, common["_pragma"]...)}
+	// The write connection never syncs on commit: under FULL the store's
+	// own WAL syncer does, off the writer's path (see walSyncer), and
+	// answers only after it; under NORMAL nobody does.
+	wq := url.Values{"_pragma": append([]string{"journal_mode(WAL)", "synchronous(NORMAL)", "temp_store(MEMORY)"}, common["_pragma"]...)}
 	wq.Set("_txlock", "immediate")
 	rq := url.Values{"_pragma": append([]string{"query_only(1)"}, common["_pragma"]...)}
 
@@ -140,7 +146,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.stmts.close()
 		return nil, errors.Join(err, read.Close(), write.Close())
 	}
-	if s.writer, err = newWriter(ctx, write); err != nil {
+	var syncer *walSyncer
+	if syncMode == "FULL" {
+		syncer = newWALSyncer(cfg.Path)
+	}
+	if s.writer, err = newWriter(ctx, write, syncer); err != nil {
+		if syncer != nil {
+			syncer.close()
+		}
 		s.stmts.close()
 		return nil, errors.Join(err, read.Close(), write.Close())
 	}

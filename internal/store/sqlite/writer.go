@@ -53,12 +53,16 @@ type writer struct {
 	// commits counts committed batches (for tests and stats).
 	commits atomic.Int64
 
+	// syncer, when set, makes committed batches durable and answers them
+	// (see walSyncer); nil answers at commit.
+	syncer *walSyncer
+
 	// Savepoint statements, prepared once on the write connection.
 	savepoint, release, rollbackTo *sql.Stmt
 }
 
-func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
-	w := &writer{db: db, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+func newWriter(ctx context.Context, db *sql.DB, syncer *walSyncer) (*writer, error) {
+	w := &writer{db: db, syncer: syncer, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	for _, p := range []struct {
 		dst **sql.Stmt
 		q   string
@@ -132,6 +136,9 @@ func (w *writer) close() {
 	}
 	w.mu.Unlock()
 	<-w.stopped
+	if w.syncer != nil {
+		w.syncer.close()
+	}
 	w.closeStmts()
 }
 
@@ -156,9 +163,10 @@ func (w *writer) run() {
 }
 
 // runBatch runs the ops in one transaction and answers each of them after
-// the commit.
+// the commit, or hands them to the syncer, which answers them once the
+// commit is on disk.
 func (w *writer) runBatch(batch []*writeOp) {
-	retry := w.runTx(batch)
+	retry, committed := w.runTx(batch)
 	answered := batch[:0:0]
 	for _, op := range batch {
 		if !slices.Contains(retry, op) {
@@ -170,22 +178,29 @@ func (w *writer) runBatch(batch []*writeOp) {
 		w.pending = append(retry, w.pending...)
 		w.mu.Unlock()
 	}
+	if committed && w.syncer != nil {
+		// The failed ops of the batch wait for the sync too: what they
+		// saw (a name taken, an instance claimed) may be no more durable
+		// than the rest of the batch.
+		w.syncer.hand(answered)
+		return
+	}
 	for _, op := range answered {
 		close(op.done)
 	}
 }
 
 // runTx runs the ops in one transaction and sets their results. It returns
-// the ops to run again in a new batch: those rolled back only because
-// another op in the batch broke it.
-func (w *writer) runTx(batch []*writeOp) (retry []*writeOp) {
+// the ops to run again in a new batch (those rolled back only because
+// another op in the batch broke it) and whether it committed.
+func (w *writer) runTx(batch []*writeOp) (retry []*writeOp, committed bool) {
 	ctx := context.Background()
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		for _, op := range batch {
 			op.err = fmt.Errorf("sqlite: begin: %w", err)
 		}
-		return nil
+		return nil, false
 	}
 	// A lone write needs no savepoint: its failure rolls back the
 	// transaction, as a transaction of its own would.
@@ -217,17 +232,17 @@ func (w *writer) runTx(batch []*writeOp) (retry []*writeOp) {
 						retry = append(retry, o)
 					}
 				}
-				return retry
+				return retry, false
 			case single:
 				tx.Rollback()
-				return nil
+				return nil, false
 			}
 			continue
 		}
 		if !single {
 			if _, err := tx.StmtContext(ctx, w.savepoint).ExecContext(ctx); err != nil {
 				w.abort(tx, batch, fmt.Errorf("sqlite: savepoint: %w", err))
-				return nil
+				return nil, false
 			}
 		}
 		op.pval, op.err = runOp(opCtx, tx, op.fn)
@@ -235,7 +250,7 @@ func (w *writer) runTx(batch []*writeOp) (retry []*writeOp) {
 			if !single {
 				if _, err := tx.StmtContext(ctx, w.release).ExecContext(ctx); err != nil {
 					w.abort(tx, batch, fmt.Errorf("sqlite: release savepoint: %w", err))
-					return nil
+					return nil, false
 				}
 			}
 			ok = append(ok, op)
@@ -243,32 +258,32 @@ func (w *writer) runTx(batch []*writeOp) (retry []*writeOp) {
 		}
 		if single {
 			tx.Rollback()
-			return nil
+			return nil, false
 		}
 		// Undo this op only; ROLLBACK TO keeps the savepoint, RELEASE
 		// drops it. Either failing means SQLite gave up the whole
 		// transaction (I/O error, disk full): every op fails then.
 		if _, err := tx.StmtContext(ctx, w.rollbackTo).ExecContext(ctx); err != nil {
 			w.abort(tx, batch, fmt.Errorf("sqlite: rollback to savepoint: %w", err))
-			return nil
+			return nil, false
 		}
 		if _, err := tx.StmtContext(ctx, w.release).ExecContext(ctx); err != nil {
 			w.abort(tx, batch, fmt.Errorf("sqlite: release savepoint: %w", err))
-			return nil
+			return nil, false
 		}
 	}
 	if len(ok) == 0 {
 		tx.Rollback()
-		return nil
+		return nil, false
 	}
 	if err := tx.Commit(); err != nil {
 		for _, op := range ok {
 			op.err = fmt.Errorf("sqlite: commit: %w", err)
 		}
-		return nil
+		return nil, false
 	}
 	w.commits.Add(1)
-	return nil
+	return nil, true
 }
 
 // abort rolls the batch back and fails every op that had not already

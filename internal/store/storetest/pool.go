@@ -341,6 +341,15 @@ func testInstanceFilters(t *testing.T, s standby.Store) {
 				})
 				equal(t, "instance ids", idsOf(got, func(i *standby.Instance) string { return i.ID }), tt.want)
 			}
+			f := tt.f
+			f.Page = standby.Page{Size: 1} // ignored by a count
+			n, err := s.CountInstances(ctx, f)
+			if err != nil {
+				t.Fatalf("CountInstances: %v", err)
+			}
+			if n != len(tt.want) {
+				t.Fatalf("CountInstances = %d, want %d", n, len(tt.want))
+			}
 		})
 	}
 }
