@@ -191,6 +191,7 @@ func New(cfg Config) (*Local, error) {
 		cgScope:    cgroupScope(dataDir),
 	}
 	a.lost = a.adoptAll()
+	a.sweepOrphans()
 	return a, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -238,4 +239,44 @@ func (inst *instance) oomKilled() bool {
 		inst.iso.cg, _ = loadCgroup(inst.iso.CgroupKind, inst.iso.Cgroup)
 	}
 	return inst.iso.cg != nil && inst.iso.cg.oomKills() > 0
+}
+
+// sweepOrphans stops isolated instances that no state.json names. An
+// agent that dies between starting an instance's init and recording it in
+// state.json (a crash, kill -9) leaves a process nothing would ever stop;
+// every instance lives in a cgroup under the agent's scope, so the scope
+// lists them all. It runs in New, after adoptAll.
+func (a *Local) sweepOrphans() {
+	if a.cgKind == "" {
+		return
+	}
+	scope := &cgroup{kind: a.cgKind, path: a.cgScope}
+	if err := scope.findDirs(); err != nil {
+		return
+	}
+	dir := scope.dirs[""]
+	if a.cgKind == cgroupV1 {
+		dir = scope.dirs["memory"]
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // no scope yet: nothing was ever started here
+	}
+	for _, e := range entries {
+		id := e.Name()
+		if !e.IsDir() || !strings.HasPrefix(id, standby.PrefixInstance) || a.running[id] != nil {
+			continue
+		}
+		cg, err := loadCgroup(a.cgKind, a.cgScope+"/"+id)
+		if err == nil {
+			err = cg.destroy()
+		}
+		// Its root's tmpfs, if the dead agent had mounted one.
+		_ = unix.Unmount(filepath.Join(a.instDir, id, "root"), unix.MNT_DETACH)
+		if err != nil {
+			a.log.Error("cannot stop an orphaned instance", "instance", id, "err", err)
+			continue
+		}
+		a.log.Info("stopped an orphaned instance no state recorded", "instance", id)
+	}
 }
