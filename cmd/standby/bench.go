@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/standbyhq/standby"
 	"github.com/standbyhq/standby/client"
+	"github.com/standbyhq/standby/internal/controller"
 )
 
 // benchConfig is what `standby bench` is run with.
@@ -633,7 +633,7 @@ func (b *bench) warmupAndCold(ctx context.Context) error {
 }
 
 // spawnLimit starts the warmup's processes directly, with the controller's
-// warming parallelism (4 × cores) and no standby in between: the same
+// warming parallelism (controller.DefaultMaxParallelStarts) and no standby in between: the same
 // binary's echo-server on a free port, polled on /healthz every
 // millisecond until it answers 200.
 func (b *bench) spawnLimit(ctx context.Context) error {
@@ -642,7 +642,7 @@ func (b *bench) spawnLimit(ctx context.Context) error {
 		return err
 	}
 	n := b.cfg.WarmupN
-	par := 4 * runtime.NumCPU()
+	par := controller.DefaultMaxParallelStarts()
 	dir, err := os.MkdirTemp(b.dataDir, "spawn-")
 	if err != nil {
 		return err
@@ -1021,7 +1021,7 @@ func (b *bench) stopSandboxes(ctx context.Context, ids []string) error {
 func (b *bench) waitNoInstances(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		n := len(instanceProcesses(b.dataDir))
+		n := len(instancePIDs(b.dataDir, ""))
 		if n == 0 {
 			return nil
 		}
@@ -1034,26 +1034,6 @@ func (b *bench) waitNoInstances(ctx context.Context, timeout time.Duration) erro
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// instanceProcesses returns the pids of processes whose working directory
-// is under the data dir's instances (the agent starts every instance
-// there).
-func instanceProcesses(dataDir string) []int {
-	prefix := filepath.Join(dataDir, "instances") + "/"
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err == nil && strings.HasPrefix(cwd+"/", prefix) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // cleanup stops what the server left running (it leaves instances up on
@@ -1081,9 +1061,7 @@ func (b *bench) cleanup(served chan error, stopServer context.CancelFunc) {
 	if err := <-served; err != nil {
 		fmt.Fprintf(b.log, "bench: server: %v\n", err)
 	}
-	for _, pid := range instanceProcesses(b.dataDir) {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
+	killInstances(b.dataDir)
 }
 
 // printBenchTable prints one row per figure, grouped by section.

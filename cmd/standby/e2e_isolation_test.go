@@ -57,7 +57,9 @@ func TestIsolatedSandboxOverHTTP(t *testing.T) {
 		{"GET", base + "/artefacts/content?file_path=../../../admin.key", "file_path"},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			var env struct{ Errors []struct{ Code, Field string } }
+			var env struct {
+				Errors []struct{ Code, Field string }
+			}
 			code, err := s.try(tt.method, tt.path, "x", &env)
 			if err != nil {
 				t.Fatal(err)

@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -135,64 +133,6 @@ func (s *server) stop(sig syscall.Signal) {
 		s.cmd.Process.Kill()
 		<-s.done
 	}
-}
-
-// killInstances kills every process whose working directory is under
-// dataDir: the instances a stopped server leaves running on purpose.
-func killInstances(dataDir string) {
-	for _, pid := range instancePIDs(dataDir, "") {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	// Isolated instances' roots are tmpfs mounts: unmount them (once their
-	// processes are gone) so the temp dir can be removed.
-	roots, _ := filepath.Glob(filepath.Join(dataDir, "instances", "*", "root"))
-	for _, r := range roots {
-		for i := 0; i < 100 && syscall.Unmount(r, syscall.MNT_DETACH) == syscall.EBUSY; i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-}
-
-// instancePIDs returns the pids of processes running in instance
-// directories under dataDir (only those of instance id, if given).
-func instancePIDs(dataDir, id string) []int {
-	prefix := filepath.Join(dataDir, "instances") + "/"
-	if id != "" {
-		prefix += id + "/"
-	}
-	abs, _ := filepath.Abs(prefix)
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err == nil && strings.HasPrefix(cwd+"/", abs+"/") {
-			pids = append(pids, pid)
-		}
-	}
-	// An isolated instance's processes live in their own mount namespace
-	// (their cwd is not under the data dir): its state.json names its
-	// init, whose death takes them all.
-	pattern := prefix + "*/state.json"
-	if id != "" {
-		pattern = prefix + "state.json"
-	}
-	states, _ := filepath.Glob(pattern)
-	for _, st := range states {
-		var f struct {
-			PID       int             `json:"pid"`
-			Isolation json.RawMessage `json:"isolation"`
-		}
-		if b, err := os.ReadFile(st); err == nil && json.Unmarshal(b, &f) == nil && f.PID > 0 && len(f.Isolation) > 0 {
-			if syscall.Kill(f.PID, 0) == nil {
-				pids = append(pids, f.PID)
-			}
-		}
-	}
-	return pids
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

@@ -36,7 +36,7 @@ type Config struct {
 	// default 2s.
 	Resync time.Duration
 	// MaxParallelStarts bounds instances being started at once; default
-	// 4 × NumCPU.
+	// DefaultMaxParallelStarts().
 	MaxParallelStarts int
 	// BackoffBase and BackoffMax bound the pause after consecutive start
 	// failures of a pool: base×2^(n-1) capped at max; default 1s and 5m.
@@ -134,7 +134,7 @@ func New(cfg Config) (*Controller, error) {
 		cfg.Resync = 2 * time.Second
 	}
 	if cfg.MaxParallelStarts <= 0 {
-		cfg.MaxParallelStarts = 4 * runtime.NumCPU()
+		cfg.MaxParallelStarts = DefaultMaxParallelStarts()
 	}
 	if cfg.BackoffBase <= 0 {
 		cfg.BackoffBase = time.Second
@@ -555,3 +555,9 @@ func (c *Controller) finishStop(ctx context.Context, in *standby.Instance) {
 		}
 	})
 }
+
+// DefaultMaxParallelStarts is how many instances are started at once by
+// default: 16 per core. A start mostly waits (namespace and mount set-up,
+// the first readiness probes) rather than computes, so a few per core
+// would leave the machine idle while a pool warms.
+func DefaultMaxParallelStarts() int { return 16 * runtime.NumCPU() }
