@@ -164,6 +164,15 @@ func New(cfg Config) (*Local, error) {
 	if err := os.MkdirAll(instDir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if isolation != standby.IsolationNone {
+		// One empty mount point for every instance's new root: each init
+		// mounts its root's tmpfs there in its own private mount
+		// namespace, so they never see each other's, and a start creates
+		// and removes no directory of its own for it.
+		if err := os.MkdirAll(filepath.Join(dataDir, rootfsDir), 0o700); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
 	base, cancel := context.WithCancel(context.Background())
 	a := &Local{
 		cfg:       cfg,

@@ -88,8 +88,11 @@ func newCgroup(kind, path string, r standby.Resources, pids int) (*cgroup, error
 	case cgroupV1:
 		res := &specs.LinuxResources{
 			Memory: &specs.LinuxMemory{Limit: &mem},
-			CPU:    &specs.LinuxCPU{Quota: &quota, Period: ptr(uint64(cpuPeriod))},
-			Pids:   &specs.LinuxPids{Limit: ptr(int64(pids))},
+			// The period is left at the kernel's default (cpuPeriod) a
+			// new cgroup has: every cfs write walks the whole cpu
+			// hierarchy (tg_set_bandwidth), so one write, not two.
+			CPU:  &specs.LinuxCPU{Quota: &quota},
+			Pids: &specs.LinuxPids{Limit: ptr(int64(pids))},
 		}
 		if swapAccounting() {
 			res.Memory.Swap = &mem // memsw: memory plus swap, so no swap

@@ -53,7 +53,7 @@ type testAgent struct {
 
 // startAgent runs an agent on dataDir (a new temp dir when ""). Cleanup
 // stops its instances, unless the test shut the agent down itself.
-func startAgent(t *testing.T, dataDir string, mod func(*Config)) *testAgent {
+func startAgent(t testing.TB, dataDir string, mod func(*Config)) *testAgent {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
@@ -107,7 +107,7 @@ func startAgent(t *testing.T, dataDir string, mod func(*Config)) *testAgent {
 }
 
 // shutdown ends Run and waits until it returned and Events was closed.
-func (ta *testAgent) shutdown(t *testing.T) {
+func (ta *testAgent) shutdown(t testing.TB) {
 	t.Helper()
 	ta.cancel()
 	select {

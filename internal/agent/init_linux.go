@@ -29,14 +29,14 @@ const (
 	initFDs     = 3                   // fd 3: config in
 	initStatusF = 4                   // fd 4: status out
 	tmpDir      = ".tmp"              // under the root: the sandbox's /tmp
-	rootfsDir   = "rootfs"            // in the instance dir: mount point of the new /
+	rootfsDir   = "rootfs"            // in the data dir: mount point of every init's new /
 	oomAdjust   = "/proc/self/oom_score_adj"
 )
 
 // initConfig is what the agent hands the init on fd 3.
 type initConfig struct {
 	Root     string   `json:"root"`     // host path of the writable root
-	RootFS   string   `json:"rootfs"`   // host path of an empty dir: the new / is built there
+	RootFS   string   `json:"rootfs"`   // host path of an empty dir: the new / is built there, in the init's private mounts
 	Socket   string   `json:"socket"`   // host path of the exec socket
 	SelfExe  string   `json:"self_exe"` // host path of the standby binary
 	Hostname string   `json:"hostname"`

@@ -140,10 +140,7 @@ func chownTree(root string, uid int) error {
 // config and waits for it to report start_cmd started (or why not). It
 // returns the init's pid, which stands for the instance from then on.
 func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, dir string, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
-	rootfs := filepath.Join(dir, rootfsDir)
-	if err := os.MkdirAll(rootfs, 0o700); err != nil {
-		return 0, -1, err
-	}
+	rootfs := filepath.Join(a.cfg.DataDir, rootfsDir)
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return 0, -1, err
@@ -222,6 +219,8 @@ func (a *Local) teardown(inst *instance) {
 		}
 		a.releaseRoot(inst.iso, root)
 		os.Remove(filepath.Join(inst.dir, execSocket))
+		// Instances started before the mount point was shared had
+		// their own.
 		os.Remove(filepath.Join(inst.dir, rootfsDir))
 	}
 	if f, err := os.Create(filepath.Join(inst.dir, endedName)); err == nil {
