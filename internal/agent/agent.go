@@ -234,6 +234,7 @@ func (a *Local) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.cancelBase()
 	a.wg.Wait()
+	a.removeScope()
 	a.http.CloseIdleConnections()
 	close(a.events)
 	a.log.Info("agent stopped; instances keep running", "host", a.cfg.HostID)

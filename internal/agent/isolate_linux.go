@@ -279,3 +279,20 @@ func (a *Local) sweepOrphans() {
 		a.log.Info("stopped an orphaned instance no state recorded", "instance", id)
 	}
 }
+
+// removeScope removes the agent's cgroup scope once no instance cgroup is
+// left in it (the removal fails, harmlessly, while instances keep running),
+// so agents that come and go leave no empty cgroups behind: every CPU
+// quota write walks the whole cgroup tree.
+func (a *Local) removeScope() {
+	if a.cgKind == "" {
+		return
+	}
+	scope := &cgroup{kind: a.cgKind, path: a.cgScope}
+	if scope.findDirs() != nil {
+		return
+	}
+	for _, d := range scope.dirs {
+		_ = os.Remove(d)
+	}
+}
