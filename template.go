@@ -137,6 +137,26 @@ type Build struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// Normalize makes the build's maps and slices non-nil, so they go on the
+// wire as {} and [] rather than null.
+func (b *Build) Normalize() {
+	if b.StartCmd == nil {
+		b.StartCmd = []string{}
+	}
+	if b.Env == nil {
+		b.Env = map[string]string{}
+	}
+	if b.Files == nil {
+		b.Files = map[string]string{}
+	}
+	if b.Ports == nil {
+		b.Ports = []Port{}
+	}
+	if b.Tags == nil {
+		b.Tags = []string{}
+	}
+}
+
 // Readiness returns the check that decides readiness: the readiness check,
 // else the health check, else port when the build has ports, else process.
 func (b *Build) Readiness() HealthCheck {

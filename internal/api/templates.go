@@ -200,18 +200,7 @@ func (s *Server) createBuild(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := combine(*o.errs, b.Validate()); err != nil {
 		return err
 	}
-	if b.Env == nil {
-		b.Env = map[string]string{}
-	}
-	if b.Files == nil {
-		b.Files = map[string]string{}
-	}
-	if b.Ports == nil {
-		b.Ports = []standby.Port{}
-	}
-	if b.Tags == nil {
-		b.Tags = []string{}
-	}
+	b.Normalize()
 	b.Resources = b.Resources.WithDefaults()
 	b.Seal()
 	if err := s.store.CreateBuild(r.Context(), b); err != nil {

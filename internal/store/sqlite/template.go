@@ -182,34 +182,15 @@ func scanBuild(r scanner) (*standby.Build, error) {
 	b.StartCmd, b.Env, b.Workdir, b.Files, b.Ports = sp.StartCmd, sp.Env, sp.Workdir, sp.Files, sp.Ports
 	b.HealthCheck, b.ReadinessHealthCheck, b.Resources = sp.HealthCheck, sp.ReadinessHealthCheck, sp.Resources
 	b.CreatedAt = fromMicro(created)
-	normalizeBuild(&b)
+	b.Normalize()
 	return &b, nil
-}
-
-// normalizeBuild makes the build's maps and slices non-nil.
-func normalizeBuild(b *standby.Build) {
-	if b.StartCmd == nil {
-		b.StartCmd = []string{}
-	}
-	if b.Env == nil {
-		b.Env = map[string]string{}
-	}
-	if b.Files == nil {
-		b.Files = map[string]string{}
-	}
-	if b.Ports == nil {
-		b.Ports = []standby.Port{}
-	}
-	if b.Tags == nil {
-		b.Tags = []string{}
-	}
 }
 
 // CreateBuild stores an immutable build: it assigns Number, moves "latest"
 // and each of b.Tags to it, and fills b.Tags with every tag now on it.
 // not_found: template.
 func (s *Store) CreateBuild(ctx context.Context, b *standby.Build) error {
-	normalizeBuild(b)
+	b.Normalize()
 	spec, err := encodeJSON(buildSpec{
 		Status: b.Status, CanonicalRef: b.CanonicalRef, RuntimeArtifactID: b.RuntimeArtifactID, CompatibilityKey: b.CompatibilityKey,
 		StartCmd: b.StartCmd, Env: b.Env, Workdir: b.Workdir, Files: b.Files, Ports: b.Ports,
