@@ -8,20 +8,25 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/standbyhq/standby/internal/agent"
 )
 
 // The server leaves instances running when it stops, on purpose (the next
 // start re-adopts them). The bench and the tests clean up after a server
 // with these.
 
-// killInstances kills every process whose working directory is under
-// dataDir: the instances a stopped server leaves running on purpose.
+// killInstances kills every instance a stopped server left running on
+// dataDir (plain ones by working directory, isolated ones by their init)
+// and releases the isolated ones' cgroups and root mounts.
 func killInstances(dataDir string) {
 	for _, pid := range instancePIDs(dataDir, "") {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	// Isolated instances' roots are tmpfs mounts: unmount them (once their
-	// processes are gone) so the temp dir can be removed.
+	// Isolated instances also hold cgroups and tmpfs roots: release them,
+	// so no empty cgroup is left behind and the temp dir can be removed
+	// (the roots are unmounted once their processes are gone).
+	agent.Purge(dataDir)
 	roots, _ := filepath.Glob(filepath.Join(dataDir, "instances", "*", "root"))
 	for _, r := range roots {
 		for i := 0; i < 100 && syscall.Unmount(r, syscall.MNT_DETACH) == syscall.EBUSY; i++ {

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -257,6 +258,15 @@ func (a *Local) sweepOrphans() {
 	if a.cgKind == cgroupV1 {
 		dir = scope.dirs["memory"]
 	}
+	// A root's tmpfs is mounted before the cgroup is made: unmount every
+	// root no running instance owns (harmless where none is mounted).
+	if dirs, err := os.ReadDir(a.instDir); err == nil {
+		for _, e := range dirs {
+			if e.IsDir() && a.running[e.Name()] == nil {
+				_ = unix.Unmount(filepath.Join(a.instDir, e.Name(), "root"), unix.MNT_DETACH)
+			}
+		}
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return // no scope yet: nothing was ever started here
@@ -270,8 +280,6 @@ func (a *Local) sweepOrphans() {
 		if err == nil {
 			err = cg.destroy()
 		}
-		// Its root's tmpfs, if the dead agent had mounted one.
-		_ = unix.Unmount(filepath.Join(a.instDir, id, "root"), unix.MNT_DETACH)
 		if err != nil {
 			a.log.Error("cannot stop an orphaned instance", "instance", id, "err", err)
 			continue
@@ -295,4 +303,30 @@ func (a *Local) removeScope() {
 	for _, d := range scope.dirs {
 		_ = os.Remove(d)
 	}
+}
+
+// Purge stops every isolated instance an agent on dataDir left running and
+// releases their cgroups, root mounts and the agent's cgroup scope. It is
+// for tools and tests that ran a server and want nothing of it left (the
+// server leaves instances running on purpose when it stops); a serving
+// agent does the same for itself on start. Plain (unisolated) instances
+// are the caller's to find.
+func Purge(dataDir string) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return
+	}
+	kind, err := cgroupHierarchy()
+	if err != nil || os.Geteuid() != 0 {
+		return
+	}
+	a := &Local{
+		log:     slog.New(slog.DiscardHandler),
+		instDir: filepath.Join(abs, "instances"),
+		running: map[string]*instance{},
+		cgKind:  kind,
+		cgScope: cgroupScope(abs),
+	}
+	a.sweepOrphans()
+	a.removeScope()
 }
