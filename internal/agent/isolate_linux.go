@@ -32,7 +32,19 @@ type isolation struct {
 	UID        int    `json:"uid"`
 	CgroupKind string `json:"cgroup_kind"`
 	Cgroup     string `json:"cgroup"`
-	cg         *cgroup
+	// cg is the cgroup handle while the instance starts; a running
+	// instance keeps only the path (see cgroup).
+	cg *cgroup
+}
+
+// cgroup returns the instance's cgroup: the handle made at start while the
+// start runs, else one loaded from its path. Running instances hold only
+// the path, since a handle costs about 1.5 KB per ready instance.
+func (iso *isolation) cgroup() (*cgroup, error) {
+	if iso.cg != nil {
+		return iso.cg, nil
+	}
+	return loadCgroup(iso.CgroupKind, iso.Cgroup)
 }
 
 // resolveIsolation decides the isolation in force: the Host.Isolation
@@ -115,8 +127,8 @@ func (a *Local) prepareRoot(spec standby.InstanceSpec, root string) (iso *isolat
 
 // releaseRoot undoes prepareRoot for an instance whose processes are gone.
 func (a *Local) releaseRoot(iso *isolation, root string) {
-	if iso.cg != nil {
-		if err := iso.cg.destroy(); err != nil {
+	if cg, err := iso.cgroup(); err == nil {
+		if err := cg.destroy(); err != nil {
 			a.log.Error("cannot remove instance cgroup", "cgroup", iso.Cgroup, "err", err)
 		}
 	}
@@ -211,10 +223,6 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, dir string,
 func (a *Local) teardown(inst *instance) {
 	root := filepath.Join(inst.dir, "root")
 	if inst.iso != nil {
-		if inst.iso.cg == nil {
-			// Re-adopted or lost: find the cgroup again.
-			inst.iso.cg, _ = loadCgroup(inst.iso.CgroupKind, inst.iso.Cgroup)
-		}
 		if err := saveArtefacts(filepath.Join(root, "artefacts"), filepath.Join(inst.dir, "artefacts")); err != nil {
 			a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
 		}
@@ -235,10 +243,8 @@ func (inst *instance) oomKilled() bool {
 	if inst.iso == nil {
 		return false
 	}
-	if inst.iso.cg == nil {
-		inst.iso.cg, _ = loadCgroup(inst.iso.CgroupKind, inst.iso.Cgroup)
-	}
-	return inst.iso.cg != nil && inst.iso.cg.oomKills() > 0
+	cg, err := inst.iso.cgroup()
+	return err == nil && cg.oomKills() > 0
 }
 
 // sweepOrphans stops isolated instances that no state.json names. An

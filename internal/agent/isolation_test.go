@@ -120,7 +120,11 @@ func TestIsolationPidsLimit(t *testing.T) {
 		if out.ExitCode != 0 || n == 0 {
 			t.Fatalf("after the fork bomb the sandbox does not answer: %q (exit %d, %s)", out.Stdout, out.ExitCode, out.Stderr)
 		}
-		pids := inst.iso.cg.procs()
+		cg, err := inst.iso.cgroup()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids := cg.procs()
 		if n <= 5 && len(pids) <= 3 {
 			return
 		}

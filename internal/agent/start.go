@@ -285,6 +285,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		if err != nil {
 			return nil, err
 		}
+		iso.cg = nil // from now on it is loaded from its path when needed
 	} else {
 		exe := argv[0]
 		if b.StartCmd[0] == standby.SelfCommand {

@@ -138,9 +138,7 @@ func (a *Local) adopt(dir string, st stateFile) bool {
 	inst.iso = st.Isolation
 	if inst.iso != nil {
 		a.uids[inst.iso.UID] = id
-		if cg, err := loadCgroup(inst.iso.CgroupKind, inst.iso.Cgroup); err == nil {
-			inst.iso.cg = cg
-		} else {
+		if _, err := inst.iso.cgroup(); err != nil {
 			a.log.Error("cannot find instance cgroup", "instance", id, "err", err)
 		}
 	}

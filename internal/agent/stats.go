@@ -30,9 +30,13 @@ func (a *Local) Stats(ctx context.Context, id string) (standby.InstanceStats, er
 	st.Usage.Time = a.clock.Now()
 	root := filepath.Join(inst.dir, "root")
 	var cpuNs uint64
-	if inst.iso != nil && inst.iso.cg != nil {
+	var cg *cgroup
+	if inst.iso != nil {
+		cg, _ = inst.iso.cgroup()
+	}
+	if cg != nil {
 		var err error
-		cpuNs, st.Usage.Mem, err = inst.iso.cg.usage()
+		cpuNs, st.Usage.Mem, err = cg.usage()
 		if err != nil {
 			return st, err
 		}
