@@ -9,52 +9,15 @@ import (
 	"github.com/standbyhq/standby"
 )
 
-// poolSpec is the JSON of a pool's fields that are never filtered on.
-type poolSpec struct {
-	TemplateRef                     string            `json:"template_ref"`
-	ResolvedTemplate                string            `json:"resolved_template"`
-	Resources                       standby.Resources `json:"resources"`
-	MinReady                        int               `json:"min_ready"`
-	MaxReady                        int               `json:"max_ready"`
-	IdleTimeoutSeconds              int               `json:"idle_timeout_seconds"`
-	StaleAfterSeconds               int               `json:"stale_after_seconds"`
-	CheckoutPolicy                  string            `json:"checkout_policy"`
-	VersionPolicy                   string            `json:"version_policy"`
-	RolloutGeneration               int64             `json:"rollout_generation"`
-	RuntimeArtifactID               *string           `json:"runtime_artifact_id"`
-	HostPoolID                      *string           `json:"host_pool_id"`
-	CellID                          *string           `json:"cell_id"`
-	CompatibilityKey                *string           `json:"compatibility_key"`
-	TrackTag                        *string           `json:"track_tag"`
-	PreviousResolvedTemplate        *string           `json:"previous_resolved_template"`
-	PreviousResolvedTemplateBuildID *string           `json:"previous_resolved_template_build_id"`
-	PreviousRuntimeArtifactID       *string           `json:"previous_runtime_artifact_id"`
-	EnabledAt                       *time.Time        `json:"enabled_at"`
-	DisabledAt                      *time.Time        `json:"disabled_at"`
-	DrainRequestedAt                *time.Time        `json:"drain_requested_at"`
-	DeletedAt                       *time.Time        `json:"deleted_at"`
-}
-
-func specOf(p *standby.WarmPool) poolSpec {
-	return poolSpec{
-		TemplateRef: p.TemplateRef, ResolvedTemplate: p.ResolvedTemplate, Resources: p.Resources,
-		MinReady: p.MinReady, MaxReady: p.MaxReady, IdleTimeoutSeconds: p.IdleTimeoutSeconds, StaleAfterSeconds: p.StaleAfterSeconds,
-		CheckoutPolicy: p.CheckoutPolicy, VersionPolicy: p.VersionPolicy, RolloutGeneration: p.RolloutGeneration,
-		RuntimeArtifactID: p.RuntimeArtifactID, HostPoolID: p.HostPoolID, CellID: p.CellID, CompatibilityKey: p.CompatibilityKey,
-		TrackTag: p.TrackTag, PreviousResolvedTemplate: p.PreviousResolvedTemplate,
-		PreviousResolvedTemplateBuildID: p.PreviousResolvedTemplateBuildID, PreviousRuntimeArtifactID: p.PreviousRuntimeArtifactID,
-		EnabledAt: p.EnabledAt, DisabledAt: p.DisabledAt, DrainRequestedAt: p.DrainRequestedAt, DeletedAt: p.DeletedAt,
-	}
-}
-
-func (sp *poolSpec) apply(p *standby.WarmPool) {
-	p.TemplateRef, p.ResolvedTemplate, p.Resources = sp.TemplateRef, sp.ResolvedTemplate, sp.Resources
-	p.MinReady, p.MaxReady, p.IdleTimeoutSeconds, p.StaleAfterSeconds = sp.MinReady, sp.MaxReady, sp.IdleTimeoutSeconds, sp.StaleAfterSeconds
-	p.CheckoutPolicy, p.VersionPolicy, p.RolloutGeneration = sp.CheckoutPolicy, sp.VersionPolicy, sp.RolloutGeneration
-	p.RuntimeArtifactID, p.HostPoolID, p.CellID, p.CompatibilityKey = sp.RuntimeArtifactID, sp.HostPoolID, sp.CellID, sp.CompatibilityKey
-	p.TrackTag, p.PreviousResolvedTemplate = sp.TrackTag, sp.PreviousResolvedTemplate
-	p.PreviousResolvedTemplateBuildID, p.PreviousRuntimeArtifactID = sp.PreviousResolvedTemplateBuildID, sp.PreviousRuntimeArtifactID
-	p.EnabledAt, p.DisabledAt, p.DrainRequestedAt, p.DeletedAt = sp.EnabledAt, sp.DisabledAt, sp.DrainRequestedAt, sp.DeletedAt
+// specOf is the JSON of a pool's spec column: the whole pool less what
+// has a column of its own (those are left zero and read from the columns),
+// so a field added to standby.WarmPool is stored without a change here.
+func specOf(p *standby.WarmPool) standby.WarmPool {
+	q := *p
+	q.ID, q.Name, q.State, q.ResolvedTemplateBuildID, q.Labels, q.Metadata = "", "", "", nil, nil, nil
+	q.Version, q.Status, q.RolloutStatus, q.DegradedReason = 0, standby.WarmPoolStatus{}, standby.RolloutStatus{}, nil
+	q.CreatedAt, q.UpdatedAt, q.LastReconciledAt = time.Time{}, time.Time{}, nil
+	return q
 }
 
 // poolSelect reads a pool with its status counts computed from the
@@ -70,22 +33,22 @@ const poolSelect = `SELECT p.id, p.project_id, p.name, p.state, p.resolved_templ
 	FROM warm_pools p`
 
 func scanPool(r scanner) (*standby.WarmPool, error) {
-	var p standby.WarmPool
+	var c standby.WarmPool // the columns; the spec JSON holds the rest
 	var resolved, degraded sql.NullString
 	var labels, metadata, spec, rollout string
 	var created, updated int64
 	var reconciled sql.NullInt64
-	st := &p.Status
-	if err := r.Scan(&p.ID, &p.ProjectID, &p.Name, &p.State, &resolved, &labels, &metadata, &spec,
-		&p.Version, &created, &updated, &st.Target, &st.Unavailable, &rollout, &degraded, &reconciled,
+	st := &c.Status
+	if err := r.Scan(&c.ID, &c.ProjectID, &c.Name, &c.State, &resolved, &labels, &metadata, &spec,
+		&c.Version, &created, &updated, &st.Target, &st.Unavailable, &rollout, &degraded, &reconciled,
 		&st.Ready, &st.Warming, &st.Claimed, &st.Draining, &st.Failed, &st.Expired); err != nil {
 		return nil, err
 	}
-	var sp poolSpec
-	if err := decodeJSON(spec, &sp); err != nil {
+	var p standby.WarmPool
+	if err := decodeJSON(spec, &p); err != nil {
 		return nil, err
 	}
-	sp.apply(&p)
+	p.ID, p.ProjectID, p.Name, p.State, p.Version, p.Status = c.ID, c.ProjectID, c.Name, c.State, c.Version, c.Status
 	if err := decodeJSON(rollout, &p.RolloutStatus); err != nil {
 		return nil, err
 	}
