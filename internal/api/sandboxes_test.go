@@ -288,7 +288,6 @@ func TestSandboxLifecycle(t *testing.T) {
 // logAgent is a test double for the one Agent method the api uses.
 type logAgent struct {
 	standby.Agent
-	mu   sync.Mutex
 	more chan string
 }
 
