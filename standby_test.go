@@ -192,3 +192,13 @@ func TestSelectFirstHonoursSelectorOrder(t *testing.T) {
 		t.Fatal("instance label must override pool label")
 	}
 }
+
+func TestNewIDIsMonotonicWithinAMillisecond(t *testing.T) {
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = standby.NewID(standby.PrefixWarmPool)
+	}
+	if !sort.StringsAreSorted(ids) {
+		t.Fatal("ids made one after another do not sort in the order they were made")
+	}
+}
