@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,27 @@ func newSandboxInitCommand() *cobra.Command {
 		Hidden:             true,
 		DisableFlagParsing: true,
 		Run: func(*cobra.Command, []string) {
-			os.Exit(agent.SandboxInit())
+			os.Exit(agent.SandboxInit(inProcessBuiltin))
 		},
 	}
+}
+
+// inProcessBuiltin runs the built-in templates' processes (echo-server,
+// idle) in an isolated instance's init rather than as a second process.
+func inProcessBuiltin(args []string) func(context.Context) error {
+	var cmd *cobra.Command
+	switch {
+	case len(args) == 0:
+		return nil
+	case args[0] == "echo-server":
+		cmd = newEchoServerCommand()
+	case args[0] == "idle":
+		cmd = newIdleCommand()
+	default:
+		return nil
+	}
+	cmd.SetArgs(args[1:])
+	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true
+	return cmd.ExecuteContext
 }

@@ -53,6 +53,11 @@ type initReply struct {
 	Error  string              `json:"error,omitempty"`
 }
 
+// Builtin returns how to run one of the standby binary's own commands
+// (a start_cmd "standby <args>") inside the calling process, or nil when
+// args is not one that can run there. The func runs until ctx ends.
+type Builtin func(args []string) func(ctx context.Context) error
+
 // SandboxInit is the init (PID 1) of an isolated instance, run by the
 // hidden `standby sandbox-init` command in fresh PID, mount, UTS and IPC
 // namespaces, already in the instance's cgroup. It builds the instance's
@@ -61,7 +66,11 @@ type initReply struct {
 // the instance's uid, serves exec requests on a unix socket, reaps orphans,
 // passes SIGTERM on to every process, and exits with start_cmd's status
 // (128+signal when it was killed), taking the whole namespace with it.
-func SandboxInit() int {
+//
+// A start_cmd that builtin runs (the built-in templates' processes) runs
+// in the init itself, after it has become the instance's uid: the
+// instance then costs one process start, not two.
+func SandboxInit(builtin Builtin) int {
 	cfgF := os.NewFile(initFDs, "config")
 	status := os.NewFile(initStatusF, "status")
 	if cfgF == nil || status == nil {
@@ -71,20 +80,13 @@ func SandboxInit() int {
 	var cfg initConfig
 	err := json.NewDecoder(cfgF).Decode(&cfg)
 	cfgF.Close()
-	fail := func(field string, err error) int {
-		fmt.Fprintf(status, "error\t%s\t%v\n", field, err)
-		status.Close()
-		return 1
-	}
+	fail := func(field string, err error) int { return initFailed(status, field, err) }
 	if err != nil {
 		return fail("", fmt.Errorf("read config: %w", err))
 	}
 	if os.Getpid() != 1 {
 		return fail("", errors.New("not in a new PID namespace"))
 	}
-	// The init must outlive whatever the OOM killer picks, so the
-	// instance's death is its main process's, with a reason.
-	_ = os.WriteFile(oomAdjust, []byte("-1000"), 0)
 	// Bound by a name relative to the instance dir (the init's working
 	// dir): the absolute path may pass the 107 bytes a socket path holds.
 	sock := filepath.Base(cfg.Socket)
@@ -104,6 +106,14 @@ func SandboxInit() int {
 	}
 
 	r := newReaper()
+	if builtin != nil && cfg.Argv[0] == sandboxSelf {
+		if run := builtin(cfg.Argv[1:]); run != nil {
+			return runBuiltin(cfg, ln, status, r, run)
+		}
+	}
+	// The init must outlive whatever the OOM killer picks, so the
+	// instance's death is its main process's, with a reason.
+	_ = os.WriteFile(oomAdjust, []byte("-1000"), 0)
 	pathEnv := defaultPath
 	for _, kv := range cfg.Env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
@@ -143,6 +153,77 @@ func SandboxInit() int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
+}
+
+// initFailed reports why the instance could not start on the status pipe
+// and returns the init's exit code.
+func initFailed(status *os.File, field string, err error) int {
+	fmt.Fprintf(status, "error\t%s\t%v\n", field, err)
+	status.Close()
+	return 1
+}
+
+// runBuiltin is the rest of SandboxInit for a start_cmd that runs in the
+// init: it becomes the instance's uid (no capabilities, not dumpable, so
+// the sandbox's processes cannot trace it), takes start_cmd's env and
+// working dir, reports itself (PID 1) as the main process and runs it.
+// Exec requests run as the same uid; SIGTERM goes to every other process
+// and ends run's context.
+func runBuiltin(cfg initConfig, ln *net.UnixListener, status *os.File, r *reaper, run func(context.Context) error) int {
+	fail := func(field string, err error) int { return initFailed(status, field, err) }
+	if err := os.Chdir(cfg.Workdir); err != nil {
+		return fail("workdir", err)
+	}
+	os.Clearenv()
+	for _, kv := range cfg.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			return fail("env", err)
+		}
+	}
+	if err := dropPrivileges(cfg.UID); err != nil {
+		return fail("", err)
+	}
+	fmt.Fprintf(status, "ok\t%d\n", os.Getpid())
+	status.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for sig := range sigs {
+			_ = syscall.Kill(-1, sig.(syscall.Signal))
+			cancel()
+		}
+	}()
+	go serveExec(ln, nil, r.spawn)
+	err := run(ctx)
+	_ = syscall.Kill(-1, syscall.SIGKILL)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// dropPrivileges makes every thread of the process uid (and gid uid, no
+// supplementary groups), which clears its capabilities, and makes it not
+// dumpable.
+func dropPrivileges(uid int) error {
+	if err := syscall.Setgroups([]int{}); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(uid); err != nil {
+		return fmt.Errorf("setgid: %w", err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("not dumpable: %w", err)
+	}
+	return nil
 }
 
 // reaper waits for every child of the init (orphans are re-parented to

@@ -146,12 +146,17 @@ func TestIsolationSeesOnlyItself(t *testing.T) {
 
 	ps := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"ps", "-eo", "pid,comm"}})
 	lines := strings.Split(strings.TrimSpace(ps.Stdout), "\n")
-	// Header, the init (PID 1), the idle start_cmd, ps itself.
-	if len(lines) != 4 || !strings.Contains(ps.Stdout, " 1 ") {
+	// Header, the init (PID 1, running the built-in idle itself), ps.
+	if len(lines) != 3 || !strings.Contains(ps.Stdout, " 1 ") {
 		t.Fatalf("ps inside the sandbox shows other processes:\n%s", ps.Stdout)
 	}
 	if strings.Contains(ps.Stdout, "sleep") {
 		t.Fatalf("ps inside a shows b's sleep:\n%s", ps.Stdout)
+	}
+	// The init runs the built-in in-process, as the instance's uid.
+	st := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"sh", "-c", "grep ^Uid: /proc/1/status"}})
+	if f := strings.Fields(st.Stdout); len(f) < 2 || f[1] != strconv.Itoa(ta.runningInst(a).iso.UID) {
+		t.Fatalf("init of a built-in runs as %q, want uid %d", st.Stdout, ta.runningInst(a).iso.UID)
 	}
 	tests := []struct {
 		name string
@@ -163,6 +168,7 @@ func TestIsolationSeesOnlyItself(t *testing.T) {
 		{"other sandbox's file", "cat " + filepath.Join(ta.root(b), "mine.txt")},
 		{"signal other sandbox", "kill -9 " + strconv.Itoa(bPid)},
 		{"write system dirs", "touch /usr/bin/evil"},
+		{"read the init's memory", "head -c 64 /proc/1/environ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,7 +19,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if len(os.Args) >= 2 && os.Args[1] == "sandbox-init" {
-		os.Exit(agent.SandboxInit())
+		os.Exit(agent.SandboxInit(func(args []string) func(context.Context) error {
+			if len(args) == 1 && args[0] == "idle" {
+				return echo.Idle
+			}
+			if len(args) == 1 && args[0] == "echo-server" {
+				return func(ctx context.Context) error { return echo.Serve(ctx, "127.0.0.1:"+os.Getenv("PORT")) }
+			}
+			return nil
+		}))
 	}
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: standbytest echo-server|idle|flaky-server")
