@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/standbyhq/standby"
 )
@@ -59,7 +61,11 @@ type cgroup struct {
 	dirs map[string]string
 }
 
-func v1Hierarchy() ([]cgroup1.Subsystem, error) {
+// v1Hierarchy lists the v1 subsystems instances use. It reads the mount
+// table once: cgroup1.Default parses /proc/self/mountinfo on every call
+// (every start, load and removal of a cgroup), and the mounts do not move
+// while the agent runs.
+var v1Hierarchy = sync.OnceValues(func() ([]cgroup1.Subsystem, error) {
 	all, err := cgroup1.Default()
 	if err != nil {
 		return nil, err
@@ -73,7 +79,7 @@ func v1Hierarchy() ([]cgroup1.Subsystem, error) {
 		}
 	}
 	return out, nil
-}
+})
 
 // newCgroup creates the cgroup at path with the instance's limits: memory
 // (swap included) hard at memory_mb, CPU quota vcpus, at most pids tasks.
@@ -123,26 +129,26 @@ func newCgroup(kind, path string, r standby.Resources, pids int) (*cgroup, error
 	return c, nil
 }
 
-// loadCgroup opens the cgroup of a re-adopted instance.
+// loadCgroup finds an existing cgroup's directories (a re-adopted or
+// running instance's): reading its files and removing it need no more.
 func loadCgroup(kind, path string) (*cgroup, error) {
 	c := &cgroup{kind: kind, path: path}
-	switch kind {
-	case cgroupV1:
-		cg, err := cgroup1.Load(cgroup1.StaticPath(path), cgroup1.WithHierarchy(v1Hierarchy))
-		if err != nil {
-			return nil, fmt.Errorf("load cgroup %s: %w", path, err)
-		}
-		c.v1 = cg
-	case cgroupV2:
-		m, err := cgroup2.Load(path)
-		if err != nil {
-			return nil, fmt.Errorf("load cgroup %s: %w", path, err)
-		}
-		c.v2 = m
-	default:
-		return nil, fmt.Errorf("unknown cgroup hierarchy %q", kind)
+	if err := c.findDirs(); err != nil {
+		return nil, err
 	}
-	return c, c.findDirs()
+	if _, err := os.Stat(c.mainDir()); err != nil {
+		return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// mainDir is the directory whose cgroup.procs lists the cgroup's
+// processes: the v2 one, or v1's memory hierarchy's.
+func (c *cgroup) mainDir() string {
+	if c.kind == cgroupV1 {
+		return c.dirs["memory"]
+	}
+	return c.dirs[""]
 }
 
 func (c *cgroup) findDirs() error {
@@ -213,11 +219,11 @@ func (c *cgroup) oomKills() uint64 {
 }
 
 // procs lists the processes in the cgroup.
-func (c *cgroup) procs() []int {
-	dir := c.dirs[""]
-	if c.kind == cgroupV1 {
-		dir = c.dirs["memory"]
-	}
+func (c *cgroup) procs() []int { return readProcs(c.mainDir()) }
+
+// readProcs lists the processes of one cgroup directory (none when it is
+// gone).
+func readProcs(dir string) []int {
 	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
 		return nil
@@ -231,34 +237,33 @@ func (c *cgroup) procs() []int {
 	return out
 }
 
-// destroy kills whatever still runs in the cgroup and removes it. The
-// instance's PID namespace normally took everything with its init, so
-// this is the backstop.
+// destroy kills whatever still runs in the cgroup and removes its
+// directories. The instance's PID namespace normally took everything with
+// its init, so the kill is the backstop. A process that has exited but is
+// not yet reaped keeps some v1 hierarchies' directories (pids, cpu) busy
+// after the memory one is empty, so each directory is listed and removed
+// on its own, retried until all are gone or 5 s pass; a directory already
+// gone counts as removed, so a half-removed cgroup can be finished.
 func (c *cgroup) destroy() error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		pids := c.procs()
-		if len(pids) == 0 {
-			break
+		var busy []string
+		for _, d := range c.dirs {
+			for _, pid := range readProcs(d) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			if err := unix.Rmdir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				busy = append(busy, d)
+			}
+		}
+		if len(busy) == 0 {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("cgroup %s: processes %v outlived SIGKILL", c.path, pids)
-		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return fmt.Errorf("cgroup %s: cannot remove %v", c.path, busy)
 		}
 		time.Sleep(groupPoll)
 	}
-	var err error
-	if c.v1 != nil {
-		err = c.v1.Delete()
-	} else {
-		err = c.v2.Delete()
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
 }
 
 func readUint(path string) (uint64, error) {
