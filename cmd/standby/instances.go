@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/standbyhq/standby/internal/agent"
 )
@@ -27,12 +26,6 @@ func killInstances(dataDir string) {
 	// so no empty cgroup is left behind and the temp dir can be removed
 	// (the roots are unmounted once their processes are gone).
 	agent.Purge(dataDir)
-	roots, _ := filepath.Glob(filepath.Join(dataDir, "instances", "*", "root"))
-	for _, r := range roots {
-		for i := 0; i < 100 && syscall.Unmount(r, syscall.MNT_DETACH) == syscall.EBUSY; i++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
 }
 
 // instancePIDs returns the pids of processes running in instance
@@ -56,11 +49,11 @@ func instancePIDs(dataDir, id string) []int {
 		}
 	}
 	// An isolated instance's processes live in their own mount namespace
-	// (their cwd is not under the data dir): its state.json names its
+	// (their cwd is not under the data dir): its state file names its
 	// init, whose death takes them all.
-	pattern := prefix + "*/state.json"
+	pattern := filepath.Join(dataDir, "run", "*.json")
 	if id != "" {
-		pattern = prefix + "state.json"
+		pattern = filepath.Join(dataDir, "run", id+".json")
 	}
 	states, _ := filepath.Glob(pattern)
 	for _, st := range states {

@@ -79,6 +79,7 @@ type Local struct {
 	clock     standby.Clock
 	log       *slog.Logger
 	instDir   string
+	runDir    string // state files, exec sockets and isolated roots: a tmpfs when isolated
 	capacity  standby.Resources
 	createdAt time.Time
 	events    chan standby.InstanceEvent
@@ -164,7 +165,14 @@ func New(cfg Config) (*Local, error) {
 	if err := os.MkdirAll(instDir, 0o755); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	runDir := filepath.Join(dataDir, "run")
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if isolation != standby.IsolationNone {
+		if err := mountRunDir(runDir); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 		// One empty mount point for every instance's new root: each init
 		// mounts its root's tmpfs there in its own private mount
 		// namespace, so they never see each other's, and a start creates
@@ -179,6 +187,7 @@ func New(cfg Config) (*Local, error) {
 		clock:     cfg.Clock,
 		log:       cfg.Logger,
 		instDir:   instDir,
+		runDir:    runDir,
 		capacity:  hostCapacity(dataDir),
 		createdAt: cfg.Clock.Now(),
 		events:    make(chan standby.InstanceEvent, eventBuffer),
@@ -235,6 +244,7 @@ func (a *Local) Run(ctx context.Context) error {
 	a.cancelBase()
 	a.wg.Wait()
 	a.removeScope()
+	a.unmountRunDir()
 	a.http.CloseIdleConnections()
 	close(a.events)
 	a.log.Info("agent stopped; instances keep running", "host", a.cfg.HostID)

@@ -53,11 +53,11 @@ func TestStartEchoReady(t *testing.T) {
 		t.Errorf("Instances = %+v", list)
 	}
 	var st stateFile
-	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(a.dataDir, "instances", info.ID, "state.json"))), &st); err != nil {
+	if err := json.Unmarshal([]byte(readFile(t, a.statePath(info.ID))), &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.PID != info.PID || st.StartTick != startTickOf(t, info.PID) || st.Ports["http"] != port || !st.Ready {
-		t.Errorf("state.json = %+v", st)
+		t.Errorf("state file = %+v", st)
 	}
 
 	h := a.Host()
@@ -256,8 +256,8 @@ func TestFailures(t *testing.T) {
 			if list, _ := a.Instances(context.Background()); len(list) != 0 {
 				t.Errorf("Instances = %+v", list)
 			}
-			if _, err := os.Stat(filepath.Join(a.dataDir, "instances", info.ID, "state.json")); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("state.json kept: %v", err)
+			if _, err := os.Stat(a.statePath(info.ID)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("state file kept: %v", err)
 			}
 			// One failed event, nothing after it.
 			a.shutdown(t)
@@ -307,8 +307,8 @@ func TestStopKillsWholeGroup(t *testing.T) {
 			if list, _ := a.Instances(context.Background()); len(list) != 0 {
 				t.Errorf("Instances = %+v", list)
 			}
-			if _, err := os.Stat(filepath.Join(a.dataDir, "instances", info.ID, "state.json")); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("state.json kept: %v", err)
+			if _, err := os.Stat(a.statePath(info.ID)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("state file kept: %v", err)
 			}
 			if err := a.StopInstance(context.Background(), info.ID); err != nil {
 				t.Errorf("second stop: %v", err)
@@ -463,8 +463,8 @@ func TestReadoption(t *testing.T) {
 	if ev.Reason != "lost while agent was down" || ev.HostID != "host_test" {
 		t.Errorf("failed event = %+v", ev)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "instances", dead.ID, "state.json")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("dead instance's state.json kept: %v", err)
+	if _, err := os.Stat(filepath.Join(dir, "run", dead.ID+stateSuffix)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("dead instance's state file kept: %v", err)
 	}
 	// Logs of the re-adopted instance are still there.
 	if err := b.Logs(context.Background(), live.ID, standby.LogOptions{}, &strings.Builder{}); err != nil {

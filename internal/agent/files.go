@@ -55,7 +55,7 @@ func (a *Local) WriteFile(ctx context.Context, id, p string, r io.Reader) error 
 	if inst == nil {
 		return standby.Errorf(standby.ENotFound, "instance %s is not running", id)
 	}
-	root, err := os.OpenRoot(filepath.Join(inst.dir, "root"))
+	root, err := os.OpenRoot(inst.root)
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (a *Local) ReadFile(ctx context.Context, id, p string, w io.Writer) error {
 	if inst == nil {
 		return standby.Errorf(standby.ENotFound, "instance %s is not running", id)
 	}
-	return copyIn(filepath.Join(inst.dir, "root"), rel, "path", p, w)
+	return copyIn(inst.root, rel, "path", p, w)
 }
 
 // copyIn copies the regular file rel under dir to w, never leaving dir.
@@ -141,18 +141,18 @@ func (a *Local) artefactsDir(id string) (string, error) {
 	if validID(id) != nil {
 		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
-	dir := filepath.Join(a.instDir, id)
-	if a.runningInst(id) == nil {
-		kept := filepath.Join(dir, "artefacts")
-		if _, err := os.Stat(kept); err == nil {
-			return kept, nil
-		}
+	if inst := a.runningInst(id); inst != nil {
+		return filepath.Join(inst.root, "artefacts"), nil
 	}
-	d := filepath.Join(dir, "root", "artefacts")
+	dir, root := a.instancePaths(id, false)
+	kept := filepath.Join(dir, "artefacts")
+	if _, err := os.Stat(kept); err == nil {
+		return kept, nil
+	}
 	if _, err := os.Stat(dir); err != nil {
 		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
-	return d, nil
+	return filepath.Join(root, "artefacts"), nil
 }
 
 // Artefacts lists the files under the instance's artefacts dir by path.
@@ -306,7 +306,7 @@ func (a *Local) sweep(ctx context.Context) {
 			if err != nil || a.clock.Now().Sub(fi.ModTime()) < a.cfg.ArtefactRetention {
 				continue
 			}
-			if _, err := os.Stat(filepath.Join(dir, stateName)); err == nil {
+			if _, err := os.Stat(filepath.Join(a.runDir, e.Name()+stateSuffix)); err == nil {
 				continue // started again under the same id
 			}
 			if err := os.RemoveAll(dir); err != nil {

@@ -169,7 +169,12 @@ func (ta *testAgent) start(t *testing.T, b *standby.Build, env map[string]string
 }
 
 func (ta *testAgent) root(id string) string {
-	return filepath.Join(ta.dataDir, "instances", id, "root")
+	_, root := ta.instancePaths(id, ta.isolation != standby.IsolationNone)
+	return root
+}
+
+func (ta *testAgent) statePath(id string) string {
+	return filepath.Join(ta.dataDir, "run", id+stateSuffix)
 }
 
 // waitUntil polls cond until it holds.

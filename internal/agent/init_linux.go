@@ -24,7 +24,7 @@ import (
 const (
 	sandboxDir  = "/sandbox"          // the instance's writable root
 	sandboxSelf = "/.standby/standby" // the standby binary, read-only
-	execSocket  = "exec.sock"         // in the instance dir on the host
+	sockSuffix  = ".sock"             // <run dir>/<id>.sock on the host: the init's exec socket
 	initArg     = "sandbox-init"      // the hidden subcommand that runs SandboxInit
 	initFDs     = 3                   // fd 3: config in
 	initStatusF = 4                   // fd 4: status out

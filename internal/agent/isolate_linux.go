@@ -152,7 +152,7 @@ func chownTree(root string, uid int) error {
 // namespaces, puts it in the cgroup before it does anything, hands it its
 // config and waits for it to report start_cmd started (or why not). It
 // returns the init's pid, which stands for the instance from then on.
-func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, dir string, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
+func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
 	rootfs := filepath.Join(a.cfg.DataDir, rootfsDir)
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
@@ -167,7 +167,7 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, dir string,
 	defer statR.Close()
 	pidfd = -1
 	proc, err := os.StartProcess(a.cfg.SelfExe, []string{"standby", initArg}, &os.ProcAttr{
-		Dir:   dir,
+		Dir:   a.runDir,
 		Env:   []string{"PATH=" + defaultPath},
 		Files: append(stdio, cfgR, statW),
 		Sys: &syscall.SysProcAttr{
@@ -202,7 +202,7 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, dir string,
 		hostname = hostname[:63]
 	}
 	cfg := initConfig{
-		Root: filepath.Join(dir, "root"), RootFS: rootfs, Socket: filepath.Join(dir, execSocket),
+		Root: root, RootFS: rootfs, Socket: filepath.Join(a.runDir, spec.ID+sockSuffix),
 		SelfExe: a.cfg.SelfExe, Hostname: hostname, UID: iso.UID, Argv: argv, Env: env, Workdir: workdir,
 	}
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
@@ -221,16 +221,13 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, dir string,
 // logs, and marks when it ended for the artefact sweeper. Its processes
 // must be gone.
 func (a *Local) teardown(inst *instance) {
-	root := filepath.Join(inst.dir, "root")
 	if inst.iso != nil {
-		if err := saveArtefacts(filepath.Join(root, "artefacts"), filepath.Join(inst.dir, "artefacts")); err != nil {
+		if err := saveArtefacts(filepath.Join(inst.root, "artefacts"), filepath.Join(inst.dir, "artefacts")); err != nil {
 			a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
 		}
-		a.releaseRoot(inst.iso, root)
-		os.Remove(filepath.Join(inst.dir, execSocket))
-		// Instances started before the mount point was shared had
-		// their own.
-		os.Remove(filepath.Join(inst.dir, rootfsDir))
+		a.releaseRoot(inst.iso, inst.root)
+		os.Remove(inst.root)
+		os.Remove(inst.sock)
 	}
 	if f, err := os.Create(filepath.Join(inst.dir, endedName)); err == nil {
 		f.Close()
@@ -260,29 +257,31 @@ func (a *Local) sweepOrphans() {
 	if err := scope.findDirs(); err != nil {
 		return
 	}
-	dir := scope.dirs[""]
-	if a.cgKind == cgroupV1 {
-		dir = scope.dirs["memory"]
-	}
 	// A root's tmpfs is mounted before the cgroup is made: unmount every
 	// root no running instance owns (harmless where none is mounted).
-	if dirs, err := os.ReadDir(a.instDir); err == nil {
+	if dirs, err := os.ReadDir(a.runDir); err == nil {
 		for _, e := range dirs {
 			if e.IsDir() && a.running[e.Name()] == nil {
-				_ = unix.Unmount(filepath.Join(a.instDir, e.Name(), "root"), unix.MNT_DETACH)
+				root := filepath.Join(a.runDir, e.Name())
+				_ = unix.Unmount(root, unix.MNT_DETACH)
+				os.Remove(root)
 			}
 		}
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return // no scope yet: nothing was ever started here
-	}
-	for _, e := range entries {
-		id := e.Name()
-		if !e.IsDir() || !strings.HasPrefix(id, standby.PrefixInstance) || a.running[id] != nil {
-			continue
+	// Every hierarchy is looked at: a removal cut short can leave an
+	// instance's cgroup in some and not others.
+	orphans := map[string]bool{}
+	for _, dir := range scope.dirs {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if id := e.Name(); e.IsDir() && strings.HasPrefix(id, standby.PrefixInstance) && a.running[id] == nil {
+				orphans[id] = true
+			}
 		}
-		cg, err := loadCgroup(a.cgKind, a.cgScope+"/"+id)
+	}
+	for id := range orphans {
+		cg := &cgroup{kind: a.cgKind, path: a.cgScope + "/" + id}
+		err := cg.findDirs()
 		if err == nil {
 			err = cg.destroy()
 		}
@@ -329,10 +328,54 @@ func Purge(dataDir string) {
 	a := &Local{
 		log:     slog.New(slog.DiscardHandler),
 		instDir: filepath.Join(abs, "instances"),
+		runDir:  filepath.Join(abs, "run"),
 		running: map[string]*instance{},
 		cgKind:  kind,
 		cgScope: cgroupScope(abs),
 	}
 	a.sweepOrphans()
 	a.removeScope()
+	// Every instance is stopped: their state files are stale.
+	_ = unix.Unmount(a.runDir, unix.MNT_DETACH)
+}
+
+// mountRunDir mounts a tmpfs on the run dir unless one is there (an agent
+// restarted on the same data dir). Per-instance files that need not
+// outlive the machine live there: writing them to the disk cost more than
+// the rest of an isolated start's file work, and the disk blocks an
+// instance's init touched stayed charged to its memory cgroup after it
+// was removed, which slowed every later cgroup operation.
+func mountRunDir(dir string) error {
+	var st, parent unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	if err := unix.Stat(filepath.Dir(dir), &parent); err != nil {
+		return err
+	}
+	if st.Dev != parent.Dev {
+		return nil // already a mount point
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64m"); err != nil {
+		return fmt.Errorf("mount run dir: %w", err)
+	}
+	return nil
+}
+
+// unmountRunDir unmounts the run dir's tmpfs once it holds no instance's
+// state, so a data dir whose agent stopped its instances can be removed.
+func (a *Local) unmountRunDir() {
+	if a.cgKind == "" {
+		return
+	}
+	entries, err := os.ReadDir(a.runDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), stateSuffix) {
+			return
+		}
+	}
+	_ = unix.Unmount(a.runDir, unix.MNT_DETACH)
 }

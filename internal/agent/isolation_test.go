@@ -277,7 +277,7 @@ func TestIsolationFilesAndArtefacts(t *testing.T) {
 }
 
 // TestIsolationSweepsUnrecordedInstances: an agent that dies after
-// starting an instance's init but before writing its state.json leaves a
+// starting an instance's init but before writing its state file leaves a
 // process no state names; the next agent on the data dir stops it.
 func TestIsolationSweepsUnrecordedInstances(t *testing.T) {
 	a := isolatedAgent(t)
@@ -286,7 +286,7 @@ func TestIsolationSweepsUnrecordedInstances(t *testing.T) {
 	pid, tick := inst.pid, inst.startTick
 	a.shutdown(t)
 	// As if the agent had crashed before recording the instance.
-	if err := os.Remove(filepath.Join(a.dataDir, "instances", id, stateName)); err != nil {
+	if err := os.Remove(a.statePath(id)); err != nil {
 		t.Fatal(err)
 	}
 	if procGone(pid, tick) {

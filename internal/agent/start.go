@@ -21,7 +21,10 @@ import (
 // are set before the instance becomes visible and never change.
 type instance struct {
 	id        string
-	dir       string
+	dir       string // logs and kept artefacts, on disk
+	root      string // host path of the instance's root (its /sandbox when isolated)
+	state     string // path of its state file
+	sock      string // path of its init's exec socket (isolated)
 	spec      standby.InstanceSpec
 	pid       int
 	startTick uint64 // /proc/<pid>/stat start time: tells pid reuse apart
@@ -59,10 +62,13 @@ type instance struct {
 	fileMu sync.Mutex
 }
 
-func (a *Local) newInstance(id, dir string) *instance {
+func (a *Local) newInstance(id string, isolated bool) *instance {
 	ctx, cancel := context.WithCancel(a.base)
+	dir, root := a.instancePaths(id, isolated)
 	return &instance{
-		id: id, dir: dir,
+		id: id, dir: dir, root: root,
+		state:  filepath.Join(a.runDir, id+stateSuffix),
+		sock:   filepath.Join(a.runDir, id+sockSuffix),
 		exited: make(chan struct{}),
 		endCh:  make(chan struct{}),
 		ctx:    ctx,
@@ -76,6 +82,17 @@ func (inst *instance) infoLocked() standby.InstanceInfo {
 		ports[k] = v
 	}
 	return standby.InstanceInfo{ID: inst.id, Address: inst.address, Ports: ports, PID: inst.pid, Ready: inst.ready}
+}
+
+// instancePaths returns an instance's dir (logs, kept artefacts: on disk)
+// and its root: a mount point in the run dir when isolated, so a start
+// creates as few files on disk as it can; else a dir in its dir.
+func (a *Local) instancePaths(id string, isolated bool) (dir, root string) {
+	dir = filepath.Join(a.instDir, id)
+	if isolated {
+		return dir, filepath.Join(a.runDir, id)
+	}
+	return dir, filepath.Join(dir, "root")
 }
 
 // defaultPath is the PATH of an instance when the agent has none.
@@ -166,15 +183,19 @@ func (a *Local) reserve(id string) error {
 // start does the work of StartInstance; on error nothing keeps running.
 func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 	b := spec.Build
-	dir := filepath.Join(a.instDir, spec.ID)
-	root := filepath.Join(dir, "root")
+	isolated := a.isolation != standby.IsolationNone
+	dir, root := a.instancePaths(spec.ID, isolated)
 	defer func() {
 		if err != nil {
 			// Nothing runs: nothing of it is worth keeping.
 			os.RemoveAll(dir)
+			os.Remove(root)
 		}
 	}()
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
 	os.Remove(filepath.Join(dir, endedName))
@@ -182,7 +203,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 	// uid, on a tmpfs of disk_mb.
 	var iso *isolation
 	inside := root
-	if a.isolation != standby.IsolationNone {
+	if isolated {
 		if iso, err = a.prepareRoot(spec, root); err != nil {
 			return nil, err
 		}
@@ -281,7 +302,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		if b.Workdir != "" {
 			inWork = filepath.Join(inside, filepath.FromSlash(b.Workdir))
 		}
-		pid, pidfd, err = a.spawnInit(spec, iso, dir, argv, envList, inWork, stdio)
+		pid, pidfd, err = a.spawnInit(spec, iso, root, argv, envList, inWork, stdio)
 		if err != nil {
 			return nil, err
 		}
@@ -312,7 +333,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		_ = proc.Release()
 	}
 
-	inst = a.newInstance(spec.ID, dir)
+	inst = a.newInstance(spec.ID, isolated)
 	inst.spec = spec
 	inst.pid = pid
 	inst.env = envList

@@ -7,12 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/standbyhq/standby"
 )
 
-// stateFile is <id>/state.json: what a restarted agent needs to re-adopt
+// stateFile is <run dir>/<id>.json: what a restarted agent needs to re-adopt
 // the instance and tell its process from a later one with the same pid.
 type stateFile struct {
 	Spec      standby.InstanceSpec `json:"spec"`
@@ -27,9 +28,9 @@ type stateFile struct {
 	Isolation *isolation `json:"isolation,omitempty"`
 }
 
-const stateName = "state.json"
+const stateSuffix = ".json"
 
-// writeState writes state.json atomically (temp file, fsync, rename,
+// writeState writes the state file atomically (temp file, fsync, rename,
 // fsync of the directory), so a crash leaves the old or the new file.
 func (inst *instance) writeState(ready bool) error {
 	b, err := json.Marshal(stateFile{
@@ -39,7 +40,7 @@ func (inst *instance) writeState(ready bool) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(inst.dir, stateName), b)
+	return writeFileAtomic(inst.state, b)
 }
 
 func writeFileAtomic(path string, b []byte) error {
@@ -75,7 +76,7 @@ func writeFileAtomic(path string, b []byte) error {
 func (inst *instance) removeState() {
 	inst.fileMu.Lock()
 	defer inst.fileMu.Unlock()
-	_ = os.Remove(filepath.Join(inst.dir, stateName))
+	_ = os.Remove(inst.state)
 }
 
 // adoptAll runs in New: every state.json whose process still runs (same
@@ -83,17 +84,18 @@ func (inst *instance) removeState() {
 // returns. The others' state is deleted and their ids returned, for Run to
 // report failed.
 func (a *Local) adoptAll() (lost []string) {
-	entries, err := os.ReadDir(a.instDir)
+	entries, err := os.ReadDir(a.runDir)
 	if err != nil {
-		a.log.Error("cannot list instances to re-adopt", "dir", a.instDir, "err", err)
+		a.log.Error("cannot list instances to re-adopt", "dir", a.runDir, "err", err)
 		return nil
 	}
 	for _, e := range entries {
-		if !e.IsDir() {
+		id, ok := strings.CutSuffix(e.Name(), stateSuffix)
+		if !ok || e.IsDir() || strings.HasPrefix(id, ".") {
 			continue
 		}
-		dir := filepath.Join(a.instDir, e.Name())
-		b, err := os.ReadFile(filepath.Join(dir, stateName))
+		path := filepath.Join(a.runDir, e.Name())
+		b, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -101,17 +103,17 @@ func (a *Local) adoptAll() (lost []string) {
 		if err == nil {
 			err = json.Unmarshal(b, &st)
 		}
-		if err == nil && (st.Spec.ID != e.Name() || st.Spec.Build == nil || st.PID <= 0) {
+		if err == nil && (st.Spec.ID != id || st.Spec.Build == nil || st.PID <= 0) {
 			err = errors.New("incomplete state")
 		}
 		if err != nil {
-			a.log.Error("unreadable instance state; reporting it failed", "instance", e.Name(), "err", err)
-			os.Remove(filepath.Join(dir, stateName))
-			lost = append(lost, e.Name())
+			a.log.Error("unreadable instance state; reporting it failed", "instance", id, "err", err)
+			os.Remove(path)
+			lost = append(lost, id)
 			continue
 		}
-		if !a.adopt(dir, st) {
-			lost = append(lost, e.Name())
+		if !a.adopt(st) {
+			lost = append(lost, id)
 		}
 	}
 	return lost
@@ -119,9 +121,9 @@ func (a *Local) adoptAll() (lost []string) {
 
 // adopt takes over the instance of st, or reports false when its process
 // is gone.
-func (a *Local) adopt(dir string, st stateFile) bool {
+func (a *Local) adopt(st stateFile) bool {
 	id := st.Spec.ID
-	inst := a.newInstance(id, dir)
+	inst := a.newInstance(id, st.Isolation != nil)
 	inst.spec = st.Spec
 	inst.pid = st.PID
 	inst.startTick = st.StartTick
