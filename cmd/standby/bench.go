@@ -91,13 +91,21 @@ type normalFigures struct {
 	Durability string `json:"durability"`
 }
 
+// warmupFigures are medians over rounds that each time a warmup and then
+// the spawn limit, so the two are measured under the same conditions; a
+// round lasts well under a second, so one round alone is noisy.
 type warmupFigures struct {
 	N              int     `json:"n"`
+	Rounds         int     `json:"rounds"`
 	Seconds        float64 `json:"seconds"`
 	PerS           float64 `json:"per_s"`
 	SpawnLimitPerS float64 `json:"spawn_limit_per_s"`
-	Ratio          float64 `json:"ratio"`
+	// Ratio is the median of the rounds' per_s / spawn_limit_per_s.
+	Ratio float64 `json:"ratio"`
 }
+
+// warmupRounds is how many warmups and spawn limits bench times.
+const warmupRounds = 3
 
 type coldWarmFigures struct {
 	ColdP50US float64 `json:"cold_p50_us"`
@@ -255,14 +263,12 @@ func runBenchServer(ctx context.Context, cfg benchConfig, stderr io.Writer) (_ *
 	if cfg.checkoutOnly {
 		return &b.res, nil
 	}
-	if err := b.warmupAndCold(ctx); err != nil {
+	if err := b.warmups(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.spawnLimit(ctx); err != nil {
+	if err := b.coldVsWarm(ctx); err != nil {
 		return nil, err
 	}
-	w := &b.res.Warmup
-	w.Ratio = round(w.PerS/w.SpawnLimitPerS, 3)
 	return &b.res, nil
 }
 
@@ -553,45 +559,91 @@ func jsonString(body []byte, key string) string {
 	return string(rest[:j])
 }
 
-// warmupAndCold times a pool of echo instances from empty to all ready,
-// then compares warm checkouts from it with cold starts of the same
-// template.
-func (b *bench) warmupAndCold(ctx context.Context) error {
+// warmups times warmupRounds warmups, each followed by the spawn limit.
+func (b *bench) warmups(ctx context.Context) error {
 	n := b.cfg.WarmupN
 	if n+b.cfg.ColdN > b.maxInstances-10 {
 		return fmt.Errorf("bench: --warmup-n %d and --cold-n %d need more instances than the host runs (%d)", n, b.cfg.ColdN, b.maxInstances)
 	}
-	b.progress("warmup: a pool of %d echo instances", n)
+	var secs, perS, limits, ratios []float64
+	for round := 1; round <= warmupRounds; round++ {
+		b.progress("warmup %d/%d: a pool of %d echo instances", round, warmupRounds, n)
+		pool, d, err := b.warmPool(ctx, "bench-warmup", n)
+		if err != nil {
+			return err
+		}
+		if err := b.api.DeleteWarmPool(ctx, pool.ID, true); err != nil {
+			return fmt.Errorf("bench: delete warmup pool: %w", err)
+		}
+		if err := b.waitNoInstances(ctx, 2*time.Minute); err != nil {
+			return err
+		}
+		limit, err := b.spawnLimit(ctx)
+		if err != nil {
+			return err
+		}
+		per := float64(n) / d.Seconds()
+		b.progress("warmup %d/%d: %.1f/s, spawn limit %.1f/s", round, warmupRounds, per, limit)
+		secs, perS, limits, ratios = append(secs, d.Seconds()), append(perS, per), append(limits, limit), append(ratios, per/limit)
+	}
+	w := &b.res.Warmup
+	w.N, w.Rounds = n, warmupRounds
+	w.Seconds = round(median(secs), 4)
+	w.PerS = round(median(perS), 1)
+	w.SpawnLimitPerS = round(median(limits), 1)
+	w.Ratio = round(median(ratios), 3)
+	return nil
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// warmPool creates a pool of n ready echo instances and returns it and how
+// long it took from the create to the last instance ready.
+func (b *bench) warmPool(ctx context.Context, name string, n int) (*standby.WarmPool, time.Duration, error) {
 	start := time.Now()
 	pool, err := b.api.CreateWarmPool(ctx, client.CreateWarmPoolRequest{
-		Name: "bench-warmup", TemplateRef: "echo", MinReady: &n, MaxReady: &n, CheckoutPolicy: standby.ModeRequire,
+		Name: name, TemplateRef: "echo", MinReady: &n, MaxReady: &n, CheckoutPolicy: standby.ModeRequire,
 	})
 	if err != nil {
-		return fmt.Errorf("bench: create warmup pool: %w", err)
+		return nil, 0, fmt.Errorf("bench: create warmup pool: %w", err)
 	}
 	lastLog := time.Now()
 	for {
 		st, err := b.api.WarmPoolStatus(ctx, pool.ID)
 		if err != nil {
-			return fmt.Errorf("bench: warmup pool status: %w", err)
+			return nil, 0, fmt.Errorf("bench: warmup pool status: %w", err)
 		}
 		if st.Ready >= n {
-			break
+			return pool, time.Since(start), nil
 		}
 		if time.Since(start) > 5*time.Minute {
-			return fmt.Errorf("bench: warmup pool has %d/%d ready after 5m (failed %d)", st.Ready, n, st.Failed)
+			return nil, 0, fmt.Errorf("bench: warmup pool has %d/%d ready after 5m (failed %d)", st.Ready, n, st.Failed)
 		}
 		if time.Since(lastLog) > time.Second {
 			b.progress("warming %d/%d…", st.Ready, n)
 			lastLog = time.Now()
 		}
-		time.Sleep(time.Millisecond)
+		// Often enough to time the warmup to within 1%, rarely enough
+		// that the polls take little of the CPU the warmup uses.
+		time.Sleep(2 * time.Millisecond)
 	}
-	secs := time.Since(start).Seconds()
-	b.res.Warmup.N = n
-	b.res.Warmup.Seconds = round(secs, 4)
-	b.res.Warmup.PerS = round(float64(n)/secs, 1)
+}
 
+// coldVsWarm compares sequential cold starts with sequential checkouts
+// from a ready pool.
+func (b *bench) coldVsWarm(ctx context.Context) error {
+	n := b.cfg.WarmupN
+	pool, _, err := b.warmPool(ctx, "bench-warm", n)
+	if err != nil {
+		return err
+	}
 	// Warm: sequential checkouts from the ready pool (it refills behind
 	// them; each waits until the pool is full again so every one hits).
 	warmN := min(b.cfg.ColdN, n)
@@ -636,16 +688,16 @@ func (b *bench) warmupAndCold(ctx context.Context) error {
 // warming parallelism (controller.DefaultMaxParallelStarts) and no standby in between: the same
 // binary's echo-server on a free port, polled on /healthz every
 // millisecond until it answers 200.
-func (b *bench) spawnLimit(ctx context.Context) error {
+func (b *bench) spawnLimit(ctx context.Context) (float64, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	n := b.cfg.WarmupN
 	par := controller.DefaultMaxParallelStarts()
 	dir, err := os.MkdirTemp(b.dataDir, "spawn-")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var (
@@ -708,11 +760,10 @@ func (b *bench) spawnLimit(ctx context.Context) error {
 	secs := time.Since(start).Seconds()
 	select {
 	case err := <-errs:
-		return err
+		return 0, err
 	default:
 	}
-	b.res.Warmup.SpawnLimitPerS = round(float64(n)/secs, 1)
-	return nil
+	return float64(n) / secs, nil
 }
 
 func freeTCPPort() (int, error) {

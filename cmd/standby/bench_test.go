@@ -52,7 +52,7 @@ func TestBenchJSONHasEveryFigure(t *testing.T) {
 	latency := []string{"c1_p50_us", "c1_p99_us", "c32_p50_us", "c32_p99_us", "c32_rps"}
 	positive("noop", latency...)
 	positive("checkout", append(latency, "ratio_c1_p50", "ratio_c32_rps", "hits")...)
-	positive("warmup", "n", "seconds", "per_s", "spawn_limit_per_s", "ratio")
+	positive("warmup", "n", "rounds", "seconds", "per_s", "spawn_limit_per_s", "ratio")
 	positive("cold_vs_warm", "cold_p50_us", "warm_p50_us", "ratio")
 	positive("memory", "bytes_per_ready_instance")
 	positive("machine", "cores", "fsync_us")
