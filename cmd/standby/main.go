@@ -11,10 +11,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/standbyhq/standby/internal/agent"
 	"github.com/standbyhq/standby/internal/cli"
 )
 
 func main() {
+	// An isolated instance's init starts with every instance: building
+	// the CLI first cost it as much CPU as its own work did.
+	if len(os.Args) == 2 && os.Args[1] == sandboxInitCommand {
+		os.Exit(agent.SandboxInit(inProcessBuiltin))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
