@@ -80,9 +80,9 @@ func (a *Local) Exec(ctx context.Context, id string, req standby.ExecRequest) (s
 		} else if inst.spec.Build.Workdir != "" {
 			job.Dir = path.Join(sandboxDir, inst.spec.Build.Workdir)
 		}
-		return execRemote(ctx, inst.sock, job)
+		return execRemote(ctx, inst.sockPath(), job)
 	}
-	root := inst.root
+	root := inst.root()
 	job.Dir = root
 	if req.Cwd != "" {
 		job.Dir = filepath.Join(root, filepath.FromSlash(path.Clean(req.Cwd)))

@@ -55,7 +55,7 @@ func (a *Local) WriteFile(ctx context.Context, id, p string, r io.Reader) error 
 	if inst == nil {
 		return standby.Errorf(standby.ENotFound, "instance %s is not running", id)
 	}
-	root, err := os.OpenRoot(inst.root)
+	root, err := os.OpenRoot(inst.root())
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (a *Local) ReadFile(ctx context.Context, id, p string, w io.Writer) error {
 	if inst == nil {
 		return standby.Errorf(standby.ENotFound, "instance %s is not running", id)
 	}
-	return copyIn(inst.root, rel, "path", p, w)
+	return copyIn(inst.root(), rel, "path", p, w)
 }
 
 // copyIn copies the regular file rel under dir to w, never leaving dir.
@@ -142,7 +142,7 @@ func (a *Local) artefactsDir(id string) (string, error) {
 		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
 	if inst := a.runningInst(id); inst != nil {
-		return filepath.Join(inst.root, "artefacts"), nil
+		return filepath.Join(inst.root(), "artefacts"), nil
 	}
 	dir, root := a.instancePaths(id, false)
 	kept := filepath.Join(dir, "artefacts")

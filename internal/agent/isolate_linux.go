@@ -222,12 +222,12 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 // must be gone.
 func (a *Local) teardown(inst *instance) {
 	if inst.iso != nil {
-		if err := saveArtefacts(filepath.Join(inst.root, "artefacts"), filepath.Join(inst.dir, "artefacts")); err != nil {
+		if err := saveArtefacts(filepath.Join(inst.root(), "artefacts"), filepath.Join(inst.dir, "artefacts")); err != nil {
 			a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
 		}
-		a.releaseRoot(inst.iso, inst.root)
-		os.Remove(inst.root)
-		os.Remove(inst.sock)
+		a.releaseRoot(inst.iso, inst.root())
+		os.Remove(inst.root())
+		os.Remove(inst.sockPath())
 	}
 	if f, err := os.Create(filepath.Join(inst.dir, endedName)); err == nil {
 		f.Close()

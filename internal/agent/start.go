@@ -22,9 +22,7 @@ import (
 type instance struct {
 	id        string
 	dir       string // logs and kept artefacts, on disk
-	root      string // host path of the instance's root (its /sandbox when isolated)
-	state     string // path of its state file
-	sock      string // path of its init's exec socket (isolated)
+	run       string // the agent's run dir (shared, not a copy): see root, statePath
 	spec      standby.InstanceSpec
 	pid       int
 	startTick uint64 // /proc/<pid>/stat start time: tells pid reuse apart
@@ -62,13 +60,10 @@ type instance struct {
 	fileMu sync.Mutex
 }
 
-func (a *Local) newInstance(id string, isolated bool) *instance {
+func (a *Local) newInstance(id string) *instance {
 	ctx, cancel := context.WithCancel(a.base)
-	dir, root := a.instancePaths(id, isolated)
 	return &instance{
-		id: id, dir: dir, root: root,
-		state:  filepath.Join(a.runDir, id+stateSuffix),
-		sock:   filepath.Join(a.runDir, id+sockSuffix),
+		id: id, dir: filepath.Join(a.instDir, id), run: a.runDir,
 		exited: make(chan struct{}),
 		endCh:  make(chan struct{}),
 		ctx:    ctx,
@@ -94,6 +89,21 @@ func (a *Local) instancePaths(id string, isolated bool) (dir, root string) {
 	}
 	return dir, filepath.Join(dir, "root")
 }
+
+// root is the host path of the instance's root (its /sandbox when
+// isolated). The instance's paths are computed when needed, not kept in
+// every ready instance's record.
+func (inst *instance) root() string {
+	if inst.iso != nil {
+		return filepath.Join(inst.run, inst.id)
+	}
+	return filepath.Join(inst.dir, "root")
+}
+
+func (inst *instance) statePath() string { return filepath.Join(inst.run, inst.id+stateSuffix) }
+
+// sockPath is where its init serves exec (isolated).
+func (inst *instance) sockPath() string { return filepath.Join(inst.run, inst.id+sockSuffix) }
 
 // defaultPath is the PATH of an instance when the agent has none.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -333,7 +343,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		_ = proc.Release()
 	}
 
-	inst = a.newInstance(spec.ID, isolated)
+	inst = a.newInstance(spec.ID)
 	inst.spec = spec
 	inst.pid = pid
 	inst.env = envList

@@ -40,7 +40,7 @@ func (inst *instance) writeState(ready bool) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(inst.state, b)
+	return writeFileAtomic(inst.statePath(), b)
 }
 
 func writeFileAtomic(path string, b []byte) error {
@@ -76,7 +76,7 @@ func writeFileAtomic(path string, b []byte) error {
 func (inst *instance) removeState() {
 	inst.fileMu.Lock()
 	defer inst.fileMu.Unlock()
-	_ = os.Remove(inst.state)
+	_ = os.Remove(inst.statePath())
 }
 
 // adoptAll runs in New: every state.json whose process still runs (same
@@ -123,7 +123,7 @@ func (a *Local) adoptAll() (lost []string) {
 // is gone.
 func (a *Local) adopt(st stateFile) bool {
 	id := st.Spec.ID
-	inst := a.newInstance(id, st.Isolation != nil)
+	inst := a.newInstance(id)
 	inst.spec = st.Spec
 	inst.pid = st.PID
 	inst.startTick = st.StartTick

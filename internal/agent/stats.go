@@ -28,7 +28,7 @@ func (a *Local) Stats(ctx context.Context, id string) (standby.InstanceStats, er
 		Isolation: a.isolation,
 	}
 	st.Usage.Time = a.clock.Now()
-	root := inst.root
+	root := inst.root()
 	var cpuNs uint64
 	var cg *cgroup
 	if inst.iso != nil {
