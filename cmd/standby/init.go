@@ -9,16 +9,12 @@ import (
 	"github.com/standbyhq/standby/internal/agent"
 )
 
-// sandboxInitCommand is the hidden command the agent starts an isolated
-// instance's init with (main runs it before building the CLI).
-const sandboxInitCommand = "sandbox-init"
-
 // newSandboxInitCommand is the init of an isolated instance: the local
 // agent starts this binary as `standby sandbox-init` in the instance's new
 // namespaces (agent.SandboxInit). Not for people.
 func newSandboxInitCommand() *cobra.Command {
 	return &cobra.Command{
-		Use:                sandboxInitCommand,
+		Use:                agent.InitCommand,
 		Short:              "Init of an isolated instance (started by the agent)",
 		Hidden:             true,
 		DisableFlagParsing: true,

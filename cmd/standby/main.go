@@ -18,7 +18,7 @@ import (
 func main() {
 	// An isolated instance's init starts with every instance: building
 	// the CLI first cost it as much CPU as its own work did.
-	if len(os.Args) == 2 && os.Args[1] == sandboxInitCommand {
+	if len(os.Args) == 2 && os.Args[1] == agent.InitCommand {
 		os.Exit(agent.SandboxInit(inProcessBuiltin))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

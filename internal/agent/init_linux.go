@@ -25,7 +25,6 @@ const (
 	sandboxDir  = "/sandbox"          // the instance's writable root
 	sandboxSelf = "/.standby/standby" // the standby binary, read-only
 	sockSuffix  = ".sock"             // <run dir>/<id>.sock on the host: the init's exec socket
-	initArg     = "sandbox-init"      // the hidden subcommand that runs SandboxInit
 	initFDs     = 3                   // fd 3: config in
 	initStatusF = 4                   // fd 4: status out
 	tmpDir      = ".tmp"              // under the root: the sandbox's /tmp
@@ -52,6 +51,11 @@ type initReply struct {
 	Field  string              `json:"field,omitempty"`
 	Error  string              `json:"error,omitempty"`
 }
+
+// InitCommand is the hidden command of the binary that must call
+// SandboxInit: the agent starts isolated instances' inits as
+// `<SelfExe> sandbox-init`.
+const InitCommand = "sandbox-init"
 
 // Builtin returns how to run one of the standby binary's own commands
 // (a start_cmd "standby <args>") inside the calling process, or nil when
@@ -87,8 +91,8 @@ func SandboxInit(builtin Builtin) int {
 	if os.Getpid() != 1 {
 		return fail("", errors.New("not in a new PID namespace"))
 	}
-	// Bound by a name relative to the instance dir (the init's working
-	// dir): the absolute path may pass the 107 bytes a socket path holds.
+	// Bound by a name relative to the run dir (the init's working dir):
+	// the absolute path may pass the 107 bytes a socket path holds.
 	sock := filepath.Base(cfg.Socket)
 	os.Remove(sock)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})

@@ -166,7 +166,7 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 	}
 	defer statR.Close()
 	pidfd = -1
-	proc, err := os.StartProcess(a.cfg.SelfExe, []string{"standby", initArg}, &os.ProcAttr{
+	proc, err := os.StartProcess(a.cfg.SelfExe, []string{"standby", InitCommand}, &os.ProcAttr{
 		Dir:   a.runDir,
 		Env:   []string{"PATH=" + defaultPath},
 		Files: append(stdio, cfgR, statW),

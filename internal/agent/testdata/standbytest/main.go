@@ -18,7 +18,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if len(os.Args) >= 2 && os.Args[1] == "sandbox-init" {
+	if len(os.Args) >= 2 && os.Args[1] == agent.InitCommand {
 		os.Exit(agent.SandboxInit(func(args []string) func(context.Context) error {
 			if len(args) == 1 && args[0] == "idle" {
 				return echo.Idle
