@@ -126,7 +126,7 @@ func (s *Store) findPool(ctx context.Context, q querier, id string) (*standby.Wa
 // FindWarmPool returns a pool, deleted or not, with Status counts computed
 // from the records. not_found.
 func (s *Store) FindWarmPool(ctx context.Context, id string) (*standby.WarmPool, error) {
-	return s.findPool(ctx, s.read, id)
+	return s.findPool(ctx, s.reader, id)
 }
 
 // FindWarmPools lists pools in creation order, with Status as above.
@@ -142,7 +142,7 @@ func (s *Store) FindWarmPools(ctx context.Context, f standby.WarmPoolFilter) ([]
 	}
 	w.labels("p.labels", f.Labels)
 	out := []*standby.WarmPool{}
-	next, err := listByID(ctx, s.read, "twp", poolSelect, "p.id", w, f.Page, func(r *sql.Rows) (string, error) {
+	next, err := listByID(ctx, s.reader, "twp", poolSelect, "p.id", w, f.Page, func(r *sql.Rows) (string, error) {
 		p, err := scanPool(r)
 		if err != nil {
 			return "", err
@@ -291,14 +291,14 @@ func findInstance(ctx context.Context, q querier, id string) (*standby.Instance,
 
 // FindInstance returns an instance. not_found.
 func (s *Store) FindInstance(ctx context.Context, id string) (*standby.Instance, error) {
-	return findInstance(ctx, s.read, id)
+	return findInstance(ctx, s.reader, id)
 }
 
 // FindInstances lists instances in creation order.
 func (s *Store) FindInstances(ctx context.Context, f standby.InstanceFilter) ([]*standby.Instance, string, error) {
 	w := instanceWhere(f)
 	out := []*standby.Instance{}
-	next, err := listByID(ctx, s.read, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, func(r *sql.Rows) (string, error) {
+	next, err := listByID(ctx, s.reader, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, func(r *sql.Rows) (string, error) {
 		i, err := scanInstance(r)
 		if err != nil {
 			return "", err
@@ -336,7 +336,7 @@ func instanceWhere(f standby.InstanceFilter) *where {
 func (s *Store) CountInstances(ctx context.Context, f standby.InstanceFilter) (int, error) {
 	w := instanceWhere(f)
 	var n int
-	err := s.read.QueryRowContext(ctx, "SELECT count(*) FROM instances"+w.String(), w.args...).Scan(&n)
+	err := s.reader.QueryRowContext(ctx, "SELECT count(*) FROM instances"+w.String(), w.args...).Scan(&n)
 	return n, dbError(err, "count instances")
 }
 

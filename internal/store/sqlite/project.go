@@ -51,18 +51,18 @@ func findProject(ctx context.Context, q querier, col, v string) (*standby.Projec
 
 // FindProject returns a project by id. not_found.
 func (s *Store) FindProject(ctx context.Context, id string) (*standby.Project, error) {
-	return findProject(ctx, s.read, "id", id)
+	return findProject(ctx, s.reader, "id", id)
 }
 
 // FindProjectByName returns a project by name. not_found.
 func (s *Store) FindProjectByName(ctx context.Context, name string) (*standby.Project, error) {
-	return findProject(ctx, s.read, "name", name)
+	return findProject(ctx, s.reader, "name", name)
 }
 
 // FindProjects lists projects in creation order.
 func (s *Store) FindProjects(ctx context.Context, f standby.ProjectFilter) ([]*standby.Project, string, error) {
 	out := []*standby.Project{}
-	next, err := listByID(ctx, s.read, "prj", "SELECT "+projectCols+" FROM projects", "id", &where{}, f.Page, func(r *sql.Rows) (string, error) {
+	next, err := listByID(ctx, s.reader, "prj", "SELECT "+projectCols+" FROM projects", "id", &where{}, f.Page, func(r *sql.Rows) (string, error) {
 		p, err := scanProject(r)
 		if err != nil {
 			return "", err
@@ -130,7 +130,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *standby.APIKey) error {
 
 // FindAPIKey returns a key by id, revoked or not. not_found.
 func (s *Store) FindAPIKey(ctx context.Context, id string) (*standby.APIKey, error) {
-	k, err := scanAPIKey(s.read.QueryRowContext(ctx, "SELECT "+apiKeyCols+" FROM api_keys WHERE id = ?", id))
+	k, err := scanAPIKey(s.reader.QueryRowContext(ctx, "SELECT "+apiKeyCols+" FROM api_keys WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("api key", id)
 	}
@@ -139,7 +139,7 @@ func (s *Store) FindAPIKey(ctx context.Context, id string) (*standby.APIKey, err
 
 // FindAPIKeyByHash returns the unrevoked key with that hash. not_found.
 func (s *Store) FindAPIKeyByHash(ctx context.Context, hash string) (*standby.APIKey, error) {
-	k, err := scanAPIKey(s.read.QueryRowContext(ctx, "SELECT "+apiKeyCols+" FROM api_keys WHERE hash = ? AND revoked_at IS NULL LIMIT 1", hash))
+	k, err := scanAPIKey(s.reader.QueryRowContext(ctx, "SELECT "+apiKeyCols+" FROM api_keys WHERE hash = ? AND revoked_at IS NULL LIMIT 1", hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, standby.Errorf(standby.ENotFound, "api key not found")
 	}
@@ -154,7 +154,7 @@ func (s *Store) FindAPIKeys(ctx context.Context, f standby.APIKeyFilter) ([]*sta
 		w.add("revoked_at IS NULL")
 	}
 	out := []*standby.APIKey{}
-	next, err := listByID(ctx, s.read, "key", "SELECT "+apiKeyCols+" FROM api_keys", "id", w, f.Page, func(r *sql.Rows) (string, error) {
+	next, err := listByID(ctx, s.reader, "key", "SELECT "+apiKeyCols+" FROM api_keys", "id", w, f.Page, func(r *sql.Rows) (string, error) {
 		k, err := scanAPIKey(r)
 		if err != nil {
 			return "", err
@@ -208,7 +208,7 @@ func scanHost(r scanner) (*standby.Host, error) {
 
 // FindHost returns a host. not_found.
 func (s *Store) FindHost(ctx context.Context, id string) (*standby.Host, error) {
-	h, err := scanHost(s.read.QueryRowContext(ctx, "SELECT "+hostCols+" FROM hosts WHERE id = ?", id))
+	h, err := scanHost(s.reader.QueryRowContext(ctx, "SELECT "+hostCols+" FROM hosts WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("host", id)
 	}
@@ -217,7 +217,7 @@ func (s *Store) FindHost(ctx context.Context, id string) (*standby.Host, error) 
 
 // FindHosts lists every host in id order.
 func (s *Store) FindHosts(ctx context.Context) ([]*standby.Host, error) {
-	rows, err := s.read.QueryContext(ctx, "SELECT "+hostCols+" FROM hosts ORDER BY id")
+	rows, err := s.reader.QueryContext(ctx, "SELECT "+hostCols+" FROM hosts ORDER BY id")
 	if err != nil {
 		return nil, dbError(err, "find hosts")
 	}

@@ -389,7 +389,7 @@ func findSandbox(ctx context.Context, q querier, id string) (*standby.Sandbox, e
 
 // FindSandbox returns a sandbox. not_found.
 func (s *Store) FindSandbox(ctx context.Context, id string) (*standby.Sandbox, error) {
-	return findSandbox(ctx, s.read, id)
+	return findSandbox(ctx, s.reader, id)
 }
 
 // FindSandboxes lists sandboxes in creation order.
@@ -410,7 +410,7 @@ func (s *Store) FindSandboxes(ctx context.Context, f standby.SandboxFilter) ([]*
 	}
 	w.labels("labels", f.Labels)
 	out := []*standby.Sandbox{}
-	next, err := listByID(ctx, s.read, "sb", "SELECT "+sandboxCols+" FROM sandboxes", "id", w, f.Page, func(r *sql.Rows) (string, error) {
+	next, err := listByID(ctx, s.reader, "sb", "SELECT "+sandboxCols+" FROM sandboxes", "id", w, f.Page, func(r *sql.Rows) (string, error) {
 		sb, err := scanSandbox(r)
 		if err != nil {
 			return "", err

@@ -65,9 +65,11 @@ type Config struct {
 type Store struct {
 	write *sql.DB // one connection, IMMEDIATE transactions
 	read  *sql.DB // query_only connections
-	log   *slog.Logger
-	clock standby.Clock
-	stmts checkoutStmts
+	// reader runs the lookups on read through prepared statements.
+	reader *stmtCache
+	log    *slog.Logger
+	clock  standby.Clock
+	stmts  checkoutStmts
 	// writer owns the write connection: every write goes through its
 	// group commit.
 	writer    *writer
@@ -141,7 +143,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	read.SetConnMaxLifetime(0)
 	read.SetConnMaxIdleTime(0)
 
-	s := &Store{write: write, read: read, log: cfg.Logger, clock: cfg.Clock}
+	s := &Store{write: write, read: read, reader: &stmtCache{db: read}, log: cfg.Logger, clock: cfg.Clock}
 	if err := s.prepare(ctx); err != nil {
 		s.stmts.close()
 		return nil, errors.Join(err, read.Close(), write.Close())
@@ -195,6 +197,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.writer.close()
 		s.stmts.close()
+		s.reader.close()
 		err = errors.Join(s.read.Close(), s.write.Close())
 	})
 	return err

@@ -59,11 +59,11 @@ func findTemplate(ctx context.Context, q querier, projectID, name string) (*stan
 
 // FindTemplate returns a template with its tags. not_found.
 func (s *Store) FindTemplate(ctx context.Context, projectID, name string) (*standby.Template, error) {
-	t, err := findTemplate(ctx, s.read, projectID, name)
+	t, err := findTemplate(ctx, s.reader, projectID, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := fillTemplateTags(ctx, s.read, []*standby.Template{t}); err != nil {
+	if err := fillTemplateTags(ctx, s.reader, []*standby.Template{t}); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -103,7 +103,7 @@ func (s *Store) FindTemplates(ctx context.Context, f standby.TemplateFilter) ([]
 	w.add("project_id = ?", f.ProjectID)
 	w.labels("labels", f.Labels)
 	out := []*standby.Template{}
-	next, err := listByID(ctx, s.read, "tpl", "SELECT "+templateCols+" FROM templates", "id", w, f.Page, func(r *sql.Rows) (string, error) {
+	next, err := listByID(ctx, s.reader, "tpl", "SELECT "+templateCols+" FROM templates", "id", w, f.Page, func(r *sql.Rows) (string, error) {
 		t, err := scanTemplate(r)
 		if err != nil {
 			return "", err
@@ -114,7 +114,7 @@ func (s *Store) FindTemplates(ctx context.Context, f standby.TemplateFilter) ([]
 	if err != nil {
 		return nil, "", err
 	}
-	if err := fillTemplateTags(ctx, s.read, out); err != nil {
+	if err := fillTemplateTags(ctx, s.reader, out); err != nil {
 		return nil, "", err
 	}
 	return out, next, nil
@@ -260,14 +260,14 @@ func fillBuildTags(ctx context.Context, q querier, bs []*standby.Build) error {
 
 // FindBuild returns a build with its current tags. not_found.
 func (s *Store) FindBuild(ctx context.Context, projectID, id string) (*standby.Build, error) {
-	b, err := scanBuild(s.read.QueryRowContext(ctx, "SELECT "+buildCols+" FROM builds WHERE project_id = ? AND id = ?", projectID, id))
+	b, err := scanBuild(s.reader.QueryRowContext(ctx, "SELECT "+buildCols+" FROM builds WHERE project_id = ? AND id = ?", projectID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("build", id)
 	}
 	if err != nil {
 		return nil, dbError(err, "find build")
 	}
-	if err := fillBuildTags(ctx, s.read, []*standby.Build{b}); err != nil {
+	if err := fillBuildTags(ctx, s.reader, []*standby.Build{b}); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -327,7 +327,7 @@ func (s *Store) FindBuilds(ctx context.Context, f standby.BuildFilter) ([]*stand
 // FindTag returns the build id a tag points at. not_found.
 func (s *Store) FindTag(ctx context.Context, projectID, template, tag string) (string, error) {
 	var id string
-	err := s.read.QueryRowContext(ctx, "SELECT g.build_id FROM tags g JOIN templates t ON t.id = g.template_id WHERE t.project_id = ? AND t.name = ? AND g.tag = ?",
+	err := s.reader.QueryRowContext(ctx, "SELECT g.build_id FROM tags g JOIN templates t ON t.id = g.template_id WHERE t.project_id = ? AND t.name = ? AND g.tag = ?",
 		projectID, template, tag).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", standby.Errorf(standby.ENotFound, "template %q has no tag %q", template, tag)
