@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -1072,12 +1073,16 @@ func (b *bench) stopSandboxes(ctx context.Context, ids []string) error {
 func (b *bench) waitNoInstances(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		n := len(instancePIDs(b.dataDir, ""))
+		// An instance's state file goes last, once the agent has
+		// torn it down (cgroup, mounts, artefacts): the next phase
+		// must not share the CPU with that work.
+		states, _ := filepath.Glob(filepath.Join(b.dataDir, "run", "*.json"))
+		n := len(instancePIDs(b.dataDir, "")) + len(states)
 		if n == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: %d instance processes still running after %s", n, timeout)
+			return fmt.Errorf("bench: %d instances still running or being torn down after %s", n, timeout)
 		}
 		select {
 		case <-ctx.Done():
