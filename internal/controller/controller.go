@@ -248,16 +248,18 @@ func (c *Controller) start(ctx context.Context) error {
 // WakePool asks for a look at a pool now. It never blocks.
 func (c *Controller) WakePool(poolID string) { c.queue.Add(keyPool + poolID) }
 
-// checkoutDelay is how long a look at a pool waits after a checkout took
-// one of its instances: a burst of checkouts costs one look (listing the
-// pool, counting hosts, writing status) instead of one per checkout, and
-// the refill still starts within a few milliseconds of the first.
-const checkoutDelay = 15 * time.Millisecond
+// burstDelay is how long a look at a pool waits after a checkout took one
+// of its instances or one of its instances became ready: a burst of
+// either costs one look (listing the pool, counting hosts, writing
+// status) instead of one per event, and the look still comes within a
+// few milliseconds of the first. A warming pool of 100 used to be looked
+// at 100 times, listing all its instances each time.
+const burstDelay = 15 * time.Millisecond
 
 // PoolCheckedOut tells the controller a checkout took an instance of the
 // pool: it looks at the pool shortly, once per burst. It never blocks.
 func (c *Controller) PoolCheckedOut(poolID string) {
-	c.queue.AddSoon(keyPool+poolID, checkoutDelay)
+	c.queue.AddSoon(keyPool+poolID, burstDelay)
 }
 
 // WakeSandbox asks to act on a sandbox's state now. It never blocks.

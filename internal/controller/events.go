@@ -89,7 +89,9 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 			log.Debug("instance ready", "pool", in.PoolID)
 			c.signalReady()
 		}
-		c.WakePool(in.PoolID)
+		// Its counts are read from the rows: the look (rollout steps,
+		// status) can wait for the rest of the burst.
+		c.queue.AddSoon(keyPool+in.PoolID, burstDelay)
 
 	case standby.EventFailed:
 		c.instanceFailed(ctx, in, ev.Reason)
