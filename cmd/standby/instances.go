@@ -29,9 +29,9 @@ func killInstances(dataDir string) {
 }
 
 // instancePIDs returns the pids of processes running in instance
-// directories under dataDir (only those of instance id, if given).
+// roots (<data-dir>/run/<id>) under dataDir (only those of instance id, if given).
 func instancePIDs(dataDir, id string) []int {
-	prefix := filepath.Join(dataDir, "instances") + "/"
+	prefix := filepath.Join(dataDir, "run") + "/"
 	if id != "" {
 		prefix += id + "/"
 	}

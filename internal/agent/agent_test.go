@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -603,4 +605,62 @@ func TestReadoptNotYetReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitEvent(t, info.ID, standby.EventFailed)
+}
+
+// stepClock is a clock a test moves by hand.
+type stepClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stepClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestEndedInstanceKeptForRetention: an ended instance's artefacts and
+// logs stay readable for ArtefactRetention after it ended, then the sweep
+// deletes them and nothing of the instance is left on disk.
+func TestEndedInstanceKeptForRetention(t *testing.T) {
+	clk := &stepClock{now: standby.Now()}
+	ta := startAgent(t, "", func(c *Config) {
+		c.Clock = clk
+		c.ArtefactRetention = time.Hour
+	})
+	ctx := context.Background()
+	id := ta.startRes(t, shBuild(`echo report > "$STANDBY_ARTEFACTS_DIR/report.txt"; echo hello; exec sleep 1000`), standby.Resources{})
+	waitUntil(t, "artefact", func() bool {
+		items, _, _ := ta.Artefacts(ctx, id, standby.Page{})
+		return len(items) == 1
+	})
+	if err := ta.StopInstance(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	kept := func() (string, string, error, error) {
+		var art, logs bytes.Buffer
+		aerr := ta.ArtefactContent(ctx, id, "report.txt", &art)
+		lerr := ta.Logs(ctx, id, standby.LogOptions{}, &logs)
+		return art.String(), logs.String(), aerr, lerr
+	}
+	clk.add(59 * time.Minute)
+	ta.sweepOnce()
+	if art, logs, aerr, lerr := kept(); aerr != nil || lerr != nil || art != "report\n" || logs != "hello\n" {
+		t.Fatalf("59 min after the end: artefact %q (%v), logs %q (%v)", art, aerr, logs, lerr)
+	}
+	clk.add(2 * time.Minute)
+	ta.sweepOnce()
+	if _, _, aerr, lerr := kept(); standby.ErrorCode(aerr) != standby.ENotFound || standby.ErrorCode(lerr) != standby.ENotFound {
+		t.Fatalf("61 min after the end: artefact err %v, logs err %v, want not_found", aerr, lerr)
+	}
+	left, _ := filepath.Glob(filepath.Join(ta.dataDir, "*", id+"*"))
+	if len(left) != 0 {
+		t.Fatalf("left after the sweep: %v", left)
+	}
 }

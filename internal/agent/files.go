@@ -16,10 +16,6 @@ import (
 	"github.com/standbyhq/standby"
 )
 
-// endedName marks an instance dir whose instance has ended; its mtime is
-// when, for the artefact sweeper.
-const endedName = "ended"
-
 // relPath checks a user's path: relative, not leaving the root. Symlinks
 // are refused later by os.Root when they point outside.
 func relPath(field, p string) (string, error) {
@@ -135,8 +131,7 @@ func copyIn(dir, rel, field, p string, w io.Writer) error {
 }
 
 // artefactsDir is where the instance's artefacts are: its root's while it
-// runs, the copy kept in its dir once it ended (isolation), else the
-// root's (isolation none keeps the root on disk).
+// runs, the copy kept once it ended.
 func (a *Local) artefactsDir(id string) (string, error) {
 	if validID(id) != nil {
 		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
@@ -144,15 +139,11 @@ func (a *Local) artefactsDir(id string) (string, error) {
 	if inst := a.runningInst(id); inst != nil {
 		return filepath.Join(inst.root(), "artefacts"), nil
 	}
-	dir, root := a.instancePaths(id, false)
-	kept := filepath.Join(dir, "artefacts")
-	if _, err := os.Stat(kept); err == nil {
-		return kept, nil
-	}
-	if _, err := os.Stat(dir); err != nil {
+	inst := &instance{id: id, logDir: a.instDir, run: a.runDir}
+	if _, err := os.Stat(inst.logPath("stdout")); err != nil {
 		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
-	return filepath.Join(root, "artefacts"), nil
+	return inst.keptArtefacts(), nil
 }
 
 // Artefacts lists the files under the instance's artefacts dir by path.
@@ -287,38 +278,51 @@ func saveArtefacts(src, dst string) error {
 	return nil
 }
 
-// sweepPoll is how often ended instances' dirs are looked at.
+// sweepPoll is how often what ended instances left is looked at.
 const sweepPoll = 10 * time.Minute
 
-// sweep deletes the dirs (logs, artefacts) of instances that ended more
+// sweep deletes the logs and kept artefacts of instances that ended more
 // than ArtefactRetention ago, now and every sweepPoll until ctx ends.
 func (a *Local) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepPoll)
 	defer t.Stop()
 	for {
-		entries, _ := os.ReadDir(a.instDir)
-		for _, e := range entries {
-			if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			dir := filepath.Join(a.instDir, e.Name())
-			fi, err := os.Stat(filepath.Join(dir, endedName))
-			if err != nil || a.clock.Now().Sub(fi.ModTime()) < a.cfg.ArtefactRetention {
-				continue
-			}
-			if _, err := os.Stat(filepath.Join(a.runDir, e.Name()+stateSuffix)); err == nil {
-				continue // started again under the same id
-			}
-			if err := os.RemoveAll(dir); err != nil {
-				a.log.Error("cannot delete ended instance dir", "dir", dir, "err", err)
-			} else {
-				a.log.Info("deleted ended instance's artefacts and logs", "instance", e.Name())
-			}
-		}
+		a.sweepOnce()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// sweepOnce deletes what ended instances left once ArtefactRetention has
+// passed since they ended (the mtime teardown gave their stdout log).
+func (a *Local) sweepOnce() {
+	entries, _ := os.ReadDir(a.instDir)
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".stdout.log")
+		if !ok || e.IsDir() || validID(id) != nil {
+			continue
+		}
+		inst := &instance{id: id, logDir: a.instDir, run: a.runDir}
+		fi, err := e.Info()
+		if err != nil || a.clock.Now().Sub(fi.ModTime()) < a.cfg.ArtefactRetention {
+			continue
+		}
+		if _, err := os.Stat(inst.statePath()); err == nil {
+			continue // still running (or started again under the same id)
+		}
+		err = os.RemoveAll(inst.keptArtefacts())
+		for _, p := range []string{inst.logPath("stderr"), inst.logPath("stdout")} {
+			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, rerr)
+			}
+		}
+		if err != nil {
+			a.log.Error("cannot delete an ended instance's logs and artefacts", "instance", id, "err", err)
+		} else {
+			a.log.Info("deleted ended instance's artefacts and logs", "instance", id)
 		}
 	}
 }

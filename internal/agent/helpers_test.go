@@ -169,8 +169,7 @@ func (ta *testAgent) start(t *testing.T, b *standby.Build, env map[string]string
 }
 
 func (ta *testAgent) root(id string) string {
-	_, root := ta.instancePaths(id, ta.isolation != standby.IsolationNone)
-	return root
+	return filepath.Join(ta.dataDir, "run", id)
 }
 
 func (ta *testAgent) statePath(id string) string {

@@ -217,21 +217,24 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 }
 
 // teardown releases what an ended instance held: its cgroup, its uid and
-// its root's mount, keeping its artefacts (copied out of the tmpfs) and
-// logs, and marks when it ended for the artefact sweeper. Its processes
-// must be gone.
+// its root (the tmpfs when isolated), keeping its artefacts (copied out of
+// the root) and logs, and marks when it ended for the artefact sweeper.
+// Its processes must be gone.
 func (a *Local) teardown(inst *instance) {
+	root := inst.root()
+	if err := saveArtefacts(filepath.Join(root, "artefacts"), inst.keptArtefacts()); err != nil {
+		a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
+	}
 	if inst.iso != nil {
-		if err := saveArtefacts(filepath.Join(inst.root(), "artefacts"), filepath.Join(inst.dir, "artefacts")); err != nil {
-			a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
-		}
-		a.releaseRoot(inst.iso, inst.root())
-		os.Remove(inst.root())
+		a.releaseRoot(inst.iso, root)
+		os.Remove(root)
 		os.Remove(inst.sockPath())
+	} else {
+		os.RemoveAll(root)
 	}
-	if f, err := os.Create(filepath.Join(inst.dir, endedName)); err == nil {
-		f.Close()
-	}
+	// The stdout log's mtime says when it ended, for the sweeper.
+	now := a.clock.Now()
+	_ = os.Chtimes(inst.logPath("stdout"), now, now)
 }
 
 // oomKilled reports whether the kernel killed a process of the instance

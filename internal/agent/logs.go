@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/standbyhq/standby"
@@ -21,11 +20,11 @@ const followPoll = 100 * time.Millisecond
 // readable after the instance ended, as long as its directory exists.
 // not_found: no such instance; validation_failed: a bad stream or tail.
 func (a *Local) Logs(ctx context.Context, id string, opt standby.LogOptions, w io.Writer) error {
-	name := "stdout.log"
+	stream := "stdout"
 	switch opt.Stream {
 	case "", "stdout":
 	case "stderr":
-		name = "stderr.log"
+		stream = "stderr"
 	default:
 		return standby.FieldError("stream", "must be stdout or stderr")
 	}
@@ -35,7 +34,7 @@ func (a *Local) Logs(ctx context.Context, id string, opt standby.LogOptions, w i
 	if validID(id) != nil {
 		return standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
-	f, err := os.Open(filepath.Join(a.instDir, id, name))
+	f, err := os.Open((&instance{id: id, logDir: a.instDir}).logPath(stream))
 	if errors.Is(err, fs.ErrNotExist) {
 		return standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}

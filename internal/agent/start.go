@@ -20,9 +20,11 @@ import (
 // instance is one process group the agent runs. Fields without a comment
 // are set before the instance becomes visible and never change.
 type instance struct {
-	id        string
-	dir       string // logs and kept artefacts, on disk
-	run       string // the agent's run dir (shared, not a copy): see root, statePath
+	id string
+	// logDir and run are the agent's dirs (shared strings, not copies):
+	// see logPath, keptArtefacts, root, statePath.
+	logDir    string
+	run       string
 	spec      standby.InstanceSpec
 	pid       int
 	startTick uint64 // /proc/<pid>/stat start time: tells pid reuse apart
@@ -63,7 +65,7 @@ type instance struct {
 func (a *Local) newInstance(id string) *instance {
 	ctx, cancel := context.WithCancel(a.base)
 	return &instance{
-		id: id, dir: filepath.Join(a.instDir, id), run: a.runDir,
+		id: id, logDir: a.instDir, run: a.runDir,
 		exited: make(chan struct{}),
 		endCh:  make(chan struct{}),
 		ctx:    ctx,
@@ -79,25 +81,25 @@ func (inst *instance) infoLocked() standby.InstanceInfo {
 	return standby.InstanceInfo{ID: inst.id, Address: inst.address, Ports: ports, PID: inst.pid, Ready: inst.ready}
 }
 
-// instancePaths returns an instance's dir (logs, kept artefacts: on disk)
-// and its root: a mount point in the run dir when isolated, so a start
-// creates as few files on disk as it can; else a dir in its dir.
-func (a *Local) instancePaths(id string, isolated bool) (dir, root string) {
-	dir = filepath.Join(a.instDir, id)
-	if isolated {
-		return dir, filepath.Join(a.runDir, id)
-	}
-	return dir, filepath.Join(dir, "root")
-}
+// An instance's files, computed when needed rather than kept in every
+// ready instance's record. On disk, in the instances dir, only what
+// outlives it: <id>.stdout.log, <id>.stderr.log and, once it ended with
+// artefacts, <id>.artefacts/. A start creates no directory on disk: on
+// ext4 without a journal, every new inode scans past the ones deleted in
+// the last minutes, which made an instance dir and its files the largest
+// cost of a start on this project's machines. The rest is in the run dir.
 
 // root is the host path of the instance's root (its /sandbox when
-// isolated). The instance's paths are computed when needed, not kept in
-// every ready instance's record.
-func (inst *instance) root() string {
-	if inst.iso != nil {
-		return filepath.Join(inst.run, inst.id)
-	}
-	return filepath.Join(inst.dir, "root")
+// isolated): <run>/<id>, a tmpfs of disk_mb when isolated.
+func (inst *instance) root() string { return filepath.Join(inst.run, inst.id) }
+
+func (inst *instance) logPath(stream string) string {
+	return filepath.Join(inst.logDir, inst.id+"."+stream+".log")
+}
+
+// keptArtefacts is where an ended instance's artefacts are kept.
+func (inst *instance) keptArtefacts() string {
+	return filepath.Join(inst.logDir, inst.id+".artefacts")
 }
 
 func (inst *instance) statePath() string { return filepath.Join(inst.run, inst.id+stateSuffix) }
@@ -194,21 +196,19 @@ func (a *Local) reserve(id string) error {
 func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 	b := spec.Build
 	isolated := a.isolation != standby.IsolationNone
-	dir, root := a.instancePaths(spec.ID, isolated)
+	paths := &instance{id: spec.ID, logDir: a.instDir, run: a.runDir} // its paths only
+	root := paths.root()
 	defer func() {
 		if err != nil {
 			// Nothing runs: nothing of it is worth keeping.
-			os.RemoveAll(dir)
-			os.Remove(root)
+			os.Remove(paths.logPath("stdout"))
+			os.Remove(paths.logPath("stderr"))
+			os.RemoveAll(root)
 		}
 	}()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
-	}
 	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
-	os.Remove(filepath.Join(dir, endedName))
 	// With isolation the instance sees its root at /sandbox, as its own
 	// uid, on a tmpfs of disk_mb.
 	var iso *isolation
@@ -286,12 +286,12 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		envList = append(envList, k+"="+env[k])
 	}
 
-	stdout, err := openLog(filepath.Join(dir, "stdout.log"))
+	stdout, err := openLog(paths.logPath("stdout"))
 	if err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
 	defer stdout.Close()
-	stderr, err := openLog(filepath.Join(dir, "stderr.log"))
+	stderr, err := openLog(paths.logPath("stderr"))
 	if err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
