@@ -1,5 +1,5 @@
 // Package agent runs instances on the local machine: it starts each
-// instance's start_cmd as its own process group in a per-instance directory,
+// instance's start_cmd as its own process group in its own working root,
 // assigns ports, runs readiness and liveness checks, captures output to files,
 // stops whole process groups, and re-adopts instances that outlived an agent
 // restart. It implements standby.Agent.
@@ -27,8 +27,9 @@ import (
 
 // Config configures a Local agent.
 type Config struct {
-	// DataDir holds the agent's state; instances live under
-	// <DataDir>/instances/<id>/. Required.
+	// DataDir holds the agent's state: instances' logs and kept artefacts
+	// under <DataDir>/instances/, their roots, state and sockets under
+	// <DataDir>/run/. Required.
 	DataDir string
 	// HostID identifies this host in the control plane. Required: it must
 	// stay the same across restarts, so the caller persists it.

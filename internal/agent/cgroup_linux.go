@@ -182,12 +182,16 @@ func swapAccounting() bool {
 
 func ptr[T any](v T) *T { return &v }
 
-// add moves pid into the cgroup (every hierarchy).
+// add moves pid into the cgroup (every hierarchy). Only a cgroup newCgroup
+// made has the handles it needs.
 func (c *cgroup) add(pid int) error {
-	if c.v1 != nil {
+	switch {
+	case c.v1 != nil:
 		return c.v1.Add(cgroup1.Process{Pid: pid})
+	case c.v2 != nil:
+		return c.v2.AddProc(uint64(pid))
 	}
-	return c.v2.AddProc(uint64(pid))
+	return fmt.Errorf("cgroup %s: add %d: not made by this agent", c.path, pid)
 }
 
 // usage reads CPU time used (ns) and memory in use (bytes).

@@ -317,7 +317,7 @@ func listProcs() map[int]procStat {
 // the instance's namespaces, cgroup and uid. Closing the connection (ctx
 // ended) makes the init kill the exec.
 func execRemote(ctx context.Context, socket string, job execJob) (standby.ExecResult, error) {
-	// A socket path may hold 107 bytes; the instance dir may be longer,
+	// A socket path may hold 107 bytes; the run dir's path may be longer,
 	// so the socket is reached through an fd of its dir.
 	dir, err := os.Open(filepath.Dir(socket))
 	if err != nil {

@@ -139,7 +139,7 @@ func (a *Local) artefactsDir(id string) (string, error) {
 	if inst := a.runningInst(id); inst != nil {
 		return filepath.Join(inst.root(), "artefacts"), nil
 	}
-	inst := &instance{id: id, logDir: a.instDir, run: a.runDir}
+	inst := a.paths(id)
 	if _, err := os.Stat(inst.logPath("stdout")); err != nil {
 		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
@@ -240,8 +240,8 @@ func (a *Local) ArtefactContent(ctx context.Context, id, p string, w io.Writer) 
 	return copyIn(dir, rel, "file_path", p, w)
 }
 
-// saveArtefacts copies the regular files under src to dst (an ended
-// isolated instance's tmpfs goes away).
+// saveArtefacts copies the regular files under src to dst: an ended
+// instance's root goes away.
 func saveArtefacts(src, dst string) error {
 	files, err := listFiles(src)
 	if err != nil || len(files) == 0 {
@@ -305,7 +305,7 @@ func (a *Local) sweepOnce() {
 		if !ok || e.IsDir() || validID(id) != nil {
 			continue
 		}
-		inst := &instance{id: id, logDir: a.instDir, run: a.runDir}
+		inst := a.paths(id)
 		fi, err := e.Info()
 		if err != nil || a.clock.Now().Sub(fi.ModTime()) < a.cfg.ArtefactRetention {
 			continue

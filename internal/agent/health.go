@@ -193,7 +193,7 @@ func (a *Local) kill(inst *instance, reason string) {
 }
 
 // exited records that the instance's process is gone: out of the running
-// set, its ports free, state.json removed, and a failed event unless it was
+// set, its ports free, state file removed, and a failed event unless it was
 // stopped on request. reason overrides the exit status when a check failed.
 func (a *Local) exited(inst *instance, reason string) {
 	if reason == "" {

@@ -29,7 +29,6 @@ const (
 	initStatusF = 4                   // fd 4: status out
 	tmpDir      = ".tmp"              // under the root: the sandbox's /tmp
 	rootfsDir   = "rootfs"            // in the data dir: mount point of every init's new /
-	oomAdjust   = "/proc/self/oom_score_adj"
 )
 
 // initConfig is what the agent hands the init on fd 3.
@@ -115,9 +114,6 @@ func SandboxInit(builtin Builtin) int {
 			return runBuiltin(cfg, ln, status, r, run)
 		}
 	}
-	// The init must outlive whatever the OOM killer picks, so the
-	// instance's death is its main process's, with a reason.
-	_ = os.WriteFile(oomAdjust, []byte("-1000"), 0)
 	pathEnv := defaultPath
 	for _, kv := range cfg.Env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
@@ -138,11 +134,11 @@ func SandboxInit(builtin Builtin) int {
 	if err != nil {
 		return fail("start_cmd", fmt.Errorf("cannot run %s: %v", cfg.Argv[0], err))
 	}
-	fmt.Fprintf(status, "ok\t%d\n", main)
-	status.Close()
-
+	// Before "ok": a stop may follow at once.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	fmt.Fprintf(status, "ok\t%d\n", main)
+	status.Close()
 	go func() {
 		for sig := range sigs {
 			// Every process of the namespace but the init itself.
@@ -175,9 +171,6 @@ func initFailed(status *os.File, field string, err error) int {
 // and ends run's context.
 func runBuiltin(cfg initConfig, ln *net.UnixListener, status *os.File, r *reaper, run func(context.Context) error) int {
 	fail := func(field string, err error) int { return initFailed(status, field, err) }
-	if err := os.Chdir(cfg.Workdir); err != nil {
-		return fail("workdir", err)
-	}
 	os.Clearenv()
 	for _, kv := range cfg.Env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -188,13 +181,16 @@ func runBuiltin(cfg initConfig, ln *net.UnixListener, status *os.File, r *reaper
 	if err := dropPrivileges(cfg.UID); err != nil {
 		return fail("", err)
 	}
-	fmt.Fprintf(status, "ok\t%d\n", os.Getpid())
-	status.Close()
-
+	if err := os.Chdir(cfg.Workdir); err != nil {
+		return fail("workdir", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Before "ok": a stop may follow at once.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	fmt.Fprintf(status, "ok\t%d\n", os.Getpid())
+	status.Close()
 	go func() {
 		for sig := range sigs {
 			_ = syscall.Kill(-1, sig.(syscall.Signal))

@@ -27,7 +27,7 @@ const (
 )
 
 // isolation is what an isolated instance holds besides its process: its
-// uid, its cgroup, and (in state.json) how to find them again.
+// uid, its cgroup, and (in its state file) how to find them again.
 type isolation struct {
 	UID        int    `json:"uid"`
 	CgroupKind string `json:"cgroup_kind"`
@@ -222,15 +222,16 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 // Its processes must be gone.
 func (a *Local) teardown(inst *instance) {
 	root := inst.root()
-	if err := saveArtefacts(filepath.Join(root, "artefacts"), inst.keptArtefacts()); err != nil {
-		a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
+	saved := saveArtefacts(filepath.Join(root, "artefacts"), inst.keptArtefacts())
+	if saved != nil {
+		a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", saved)
 	}
 	if inst.iso != nil {
 		a.releaseRoot(inst.iso, root)
 		os.Remove(root)
 		os.Remove(inst.sockPath())
-	} else {
-		os.RemoveAll(root)
+	} else if saved == nil {
+		os.RemoveAll(root) // on disk: kept, with its artefacts, when they could not be copied
 	}
 	// The stdout log's mtime says when it ended, for the sweeper.
 	now := a.clock.Now()
@@ -247,9 +248,9 @@ func (inst *instance) oomKilled() bool {
 	return err == nil && cg.oomKills() > 0
 }
 
-// sweepOrphans stops isolated instances that no state.json names. An
+// sweepOrphans stops isolated instances that no state file names. An
 // agent that dies between starting an instance's init and recording it in
-// state.json (a crash, kill -9) leaves a process nothing would ever stop;
+// state file (a crash, kill -9) leaves a process nothing would ever stop;
 // every instance lives in a cgroup under the agent's scope, so the scope
 // lists them all. It runs in New, after adoptAll.
 func (a *Local) sweepOrphans() {
@@ -359,26 +360,31 @@ func mountRunDir(dir string) error {
 	if st.Dev != parent.Dev {
 		return nil // already a mount point
 	}
+	// Entries on disk are instances an agent without isolation left
+	// running: the tmpfs would hide their state.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%s holds instances of an agent run without isolation: stop them, or run with --isolation none", dir)
+	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64m"); err != nil {
 		return fmt.Errorf("mount run dir: %w", err)
 	}
 	return nil
 }
 
-// unmountRunDir unmounts the run dir's tmpfs once it holds no instance's
-// state, so a data dir whose agent stopped its instances can be removed.
+// unmountRunDir unmounts the run dir's tmpfs once no instance runs or
+// starts, so a data dir whose agent stopped its instances can be removed.
 func (a *Local) unmountRunDir() {
 	if a.cgKind == "" {
 		return
 	}
-	entries, err := os.ReadDir(a.runDir)
-	if err != nil {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.running)+len(a.pending) > 0 {
 		return
-	}
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), stateSuffix) {
-			return
-		}
 	}
 	_ = unix.Unmount(a.runDir, unix.MNT_DETACH)
 }

@@ -303,3 +303,23 @@ func TestIsolationSweepsUnrecordedInstances(t *testing.T) {
 	// child (agent A started it), so nobody else reaps it.
 	waitUntil(t, "the unrecorded instance is stopped", func() bool { return procGone(pid, tick) })
 }
+
+// TestIsolationRefusesPlainInstancesRunDir: an isolated agent does not
+// hide, under its run tmpfs, the state of instances a plain agent on the
+// same data dir left running; it refuses to start and says why.
+func TestIsolationRefusesPlainInstancesRunDir(t *testing.T) {
+	probe := isolatedAgent(t) // skips or fails like the other isolation tests
+	probe.shutdown(t)
+	plain := startAgent(t, "", nil)
+	id := plain.startRes(t, idleBuild(), standby.Resources{})
+	plain.shutdown(t)
+	_, err := New(Config{DataDir: plain.dataDir, HostID: "host_test", Name: "test", SelfExe: helperExe, Isolation: IsolationOn})
+	if err == nil || !strings.Contains(err.Error(), "without isolation") {
+		t.Fatalf("isolated agent on a plain agent's data dir: %v, want a refusal", err)
+	}
+	// The plain instance is still the plain agent's: it re-adopts it.
+	again := startAgent(t, plain.dataDir, nil)
+	if again.runningInst(id) == nil {
+		t.Fatalf("instance %s was not re-adopted", id)
+	}
+}

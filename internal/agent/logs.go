@@ -17,7 +17,7 @@ const followPoll = 100 * time.Millisecond
 // Logs copies the instance's stdout or stderr to w: the last opt.Tail
 // lines (all when 0), then, with opt.Follow, new output until ctx ends or
 // the instance stops or dies (what it wrote last is still copied). Logs stay
-// readable after the instance ended, as long as its directory exists.
+// readable after the instance ended, until the sweeper deletes them.
 // not_found: no such instance; validation_failed: a bad stream or tail.
 func (a *Local) Logs(ctx context.Context, id string, opt standby.LogOptions, w io.Writer) error {
 	stream := "stdout"
@@ -34,7 +34,7 @@ func (a *Local) Logs(ctx context.Context, id string, opt standby.LogOptions, w i
 	if validID(id) != nil {
 		return standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
-	f, err := os.Open((&instance{id: id, logDir: a.instDir}).logPath(stream))
+	f, err := os.Open(a.paths(id).logPath(stream))
 	if errors.Is(err, fs.ErrNotExist) {
 		return standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}

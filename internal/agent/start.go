@@ -57,7 +57,7 @@ type instance struct {
 	lastCPU uint64
 	lastAt  time.Time
 
-	// fileMu orders writes and the removal of state.json, so a late write
+	// fileMu orders writes and the removal of the state file, so a late write
 	// cannot resurrect the file of a stopped instance.
 	fileMu sync.Mutex
 }
@@ -82,12 +82,17 @@ func (inst *instance) infoLocked() standby.InstanceInfo {
 }
 
 // An instance's files, computed when needed rather than kept in every
-// ready instance's record. On disk, in the instances dir, only what
-// outlives it: <id>.stdout.log, <id>.stderr.log and, once it ended with
-// artefacts, <id>.artefacts/. A start creates no directory on disk: on
-// ext4 without a journal, every new inode scans past the ones deleted in
-// the last minutes, which made an instance dir and its files the largest
-// cost of a start on this project's machines. The rest is in the run dir.
+// ready instance's record. In the instances dir, only what outlives it:
+// <id>.stdout.log, <id>.stderr.log and, once it ended with artefacts,
+// <id>.artefacts/. Everything else is in the run dir, a tmpfs when
+// isolated: on ext4 without a journal, every new inode scans past the
+// ones deleted in the last minutes, which made an instance dir and its
+// files the largest cost of a start on this project's machines.
+
+// paths returns an instance value that only knows where id's files are.
+func (a *Local) paths(id string) *instance {
+	return &instance{id: id, logDir: a.instDir, run: a.runDir}
+}
 
 // root is the host path of the instance's root (its /sandbox when
 // isolated): <run>/<id>, a tmpfs of disk_mb when isolated.
@@ -196,13 +201,14 @@ func (a *Local) reserve(id string) error {
 func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 	b := spec.Build
 	isolated := a.isolation != standby.IsolationNone
-	paths := &instance{id: spec.ID, logDir: a.instDir, run: a.runDir} // its paths only
+	paths := a.paths(spec.ID)
 	root := paths.root()
 	defer func() {
 		if err != nil {
 			// Nothing runs: nothing of it is worth keeping.
 			os.Remove(paths.logPath("stdout"))
 			os.Remove(paths.logPath("stderr"))
+			os.Remove(paths.sockPath())
 			os.RemoveAll(root)
 		}
 	}()

@@ -71,7 +71,7 @@ func writeFileAtomic(path string, b []byte) error {
 	return nil
 }
 
-// removeState deletes state.json: the instance is no longer the agent's to
+// removeState deletes the state file: the instance is no longer the agent's to
 // re-adopt. Logs stay.
 func (inst *instance) removeState() {
 	inst.fileMu.Lock()
@@ -79,7 +79,7 @@ func (inst *instance) removeState() {
 	_ = os.Remove(inst.statePath())
 }
 
-// adoptAll runs in New: every state.json whose process still runs (same
+// adoptAll runs in New: every state file whose process still runs (same
 // pid and start time) is adopted, so Instances lists it as soon as New
 // returns. The others' state is deleted and their ids returned, for Run to
 // report failed.

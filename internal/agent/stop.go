@@ -11,7 +11,7 @@ const groupPoll = 10 * time.Millisecond
 
 // StopInstance stops the instance's whole process group: SIGTERM, then
 // SIGKILL after StopGrace, and returns once no process of the group runs.
-// It reports no event for the instance and deletes its state.json; its logs
+// It reports no event for the instance and deletes its state file; its logs
 // stay readable. An instance that is not running is no error. If ctx ends
 // first, the group is killed at once and ctx's error returned.
 func (a *Local) StopInstance(ctx context.Context, id string) error {
