@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -1077,8 +1076,7 @@ func (b *bench) waitNoInstances(ctx context.Context, timeout time.Duration) erro
 		// An instance's state file goes last, once the agent has
 		// torn it down (cgroup, mounts, artefacts): the next phase
 		// must not share the CPU with that work.
-		states, _ := filepath.Glob(filepath.Join(b.dataDir, "run", "*.json"))
-		n := len(instancePIDs(b.dataDir, "")) + len(states)
+		n := len(instancePIDs(b.dataDir, "")) + len(stateFiles(b.dataDir, ""))
 		if n == 0 {
 			return nil
 		}

@@ -28,6 +28,17 @@ func killInstances(dataDir string) {
 	agent.Purge(dataDir)
 }
 
+// stateFiles lists the state files of the agent's instances on dataDir
+// (of instance id only, if given): one per instance it runs or is
+// tearing down.
+func stateFiles(dataDir, id string) []string {
+	if id == "" {
+		id = "*"
+	}
+	files, _ := filepath.Glob(filepath.Join(dataDir, "run", id+".json"))
+	return files
+}
+
 // instancePIDs returns the pids of processes running in instance
 // roots (<data-dir>/run/<id>) under dataDir (only those of instance id, if given).
 func instancePIDs(dataDir, id string) []int {
@@ -51,12 +62,7 @@ func instancePIDs(dataDir, id string) []int {
 	// An isolated instance's processes live in their own mount namespace
 	// (their cwd is not under the data dir): its state file names its
 	// init, whose death takes them all.
-	pattern := filepath.Join(dataDir, "run", "*.json")
-	if id != "" {
-		pattern = filepath.Join(dataDir, "run", id+".json")
-	}
-	states, _ := filepath.Glob(pattern)
-	for _, st := range states {
+	for _, st := range stateFiles(dataDir, id) {
 		var f struct {
 			PID       int             `json:"pid"`
 			Isolation json.RawMessage `json:"isolation"`
