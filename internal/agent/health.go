@@ -43,6 +43,21 @@ func (a *Local) monitor(inst *instance) {
 			return
 		}
 	}
+	if inst.liveness.Type == standby.CheckProcess {
+		// Nothing to probe: the waiter alone watches the process, so a
+		// ready instance holds one goroutine and no timer, not two and
+		// one. The waiter acts on the exit, or this does when the
+		// process ended during the hand-over (exited is idempotent).
+		a.mu.Lock()
+		inst.unwatched = true
+		a.mu.Unlock()
+		select {
+		case <-inst.exited:
+			a.exited(inst, "")
+		default:
+		}
+		return
+	}
 	interval := seconds(inst.liveness.Data.Interval)
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -206,8 +221,7 @@ func (a *Local) exited(inst *instance, reason string) {
 	if !first {
 		return
 	}
-	a.teardown(inst)
-	inst.removeState()
+	a.finish(inst)
 	if stopping {
 		inst.cancel()
 		return
@@ -215,6 +229,28 @@ func (a *Local) exited(inst *instance, reason string) {
 	a.log.Info("instance failed", "instance", inst.id, "reason", reason)
 	a.emit(inst.id, standby.EventFailed, reason, inst.ctx.Done())
 	inst.cancel()
+}
+
+// finish releases what an ended instance held and forgets it; only the
+// caller end told it was first does, and endCh tells the others when it
+// is done.
+func (a *Local) finish(inst *instance) {
+	a.teardown(inst)
+	inst.removeState()
+	close(inst.endCh)
+}
+
+// exitNoticed is how a waiter reports that the main process is gone (its
+// exitMsg set): it closes exited, and acts on the exit itself when no
+// monitor waits for it anymore.
+func (a *Local) exitNoticed(inst *instance) {
+	close(inst.exited)
+	a.mu.Lock()
+	unwatched := inst.unwatched
+	a.mu.Unlock()
+	if unwatched {
+		a.exited(inst, "")
+	}
 }
 
 // end takes the instance out of the running set once. first is false when
@@ -226,7 +262,6 @@ func (a *Local) end(inst *instance) (first, stopping bool) {
 		return false, inst.stopping
 	}
 	inst.ended = true
-	close(inst.endCh)
 	if a.running[inst.id] == inst {
 		delete(a.running, inst.id)
 		a.freePortsLocked(inst.ports)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,5 +322,51 @@ func TestIsolationRefusesPlainInstancesRunDir(t *testing.T) {
 	again := startAgent(t, plain.dataDir, nil)
 	if again.runningInst(id) == nil {
 		t.Fatalf("instance %s was not re-adopted", id)
+	}
+}
+
+// TestIsolationStopsAndStartsKeepUIDsApart: instances stopped while others
+// start (their exits noticed by the waiter and the stop at once) free
+// their uid once, so no two running instances ever share one.
+func TestIsolationStopsAndStartsKeepUIDsApart(t *testing.T) {
+	ta := isolatedAgent(t)
+	const n = 16
+	first := make([]string, n)
+	for i := range first {
+		first[i] = ta.startRes(t, idleBuild(), standby.Resources{})
+	}
+	var wg sync.WaitGroup
+	second := make([]string, n)
+	for i := range n {
+		wg.Go(func() {
+			if err := ta.StopInstance(context.Background(), first[i]); err != nil {
+				t.Errorf("stop: %v", err)
+			}
+		})
+		second[i] = standby.NewID(standby.PrefixInstance)
+		wg.Go(func() {
+			if _, err := ta.StartInstance(context.Background(), standby.InstanceSpec{ID: second[i], Build: idleBuild()}); err != nil {
+				t.Errorf("start: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range second {
+		ta.waitEvent(t, id, standby.EventReady)
+	}
+	third := make([]string, n)
+	for i := range third {
+		third[i] = ta.startRes(t, idleBuild(), standby.Resources{})
+	}
+	seen := map[int]string{}
+	for _, id := range append(second, third...) {
+		inst := ta.runningInst(id)
+		if inst == nil {
+			t.Fatalf("instance %s is not running", id)
+		}
+		if other, dup := seen[inst.iso.UID]; dup {
+			t.Fatalf("instances %s and %s both run as uid %d", other, id, inst.iso.UID)
+		}
+		seen[inst.iso.UID] = id
 	}
 }

@@ -260,7 +260,7 @@ func (a *Local) waitChild(inst *instance, pidfd int) {
 		break
 	}
 	inst.exitMsg = reason
-	close(inst.exited)
+	a.exitNoticed(inst)
 }
 
 // waitAdopted watches a re-adopted process, which is not the agent's child:
@@ -285,5 +285,5 @@ func (a *Local) waitAdopted(inst *instance) {
 		reason = exitReason(ws)
 	}
 	inst.exitMsg = reason
-	close(inst.exited)
+	a.exitNoticed(inst)
 }

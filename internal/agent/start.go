@@ -48,9 +48,13 @@ type instance struct {
 
 	// Guarded by Local.mu.
 	ready    bool
-	stopping bool          // StopInstance was called: no more events
-	ended    bool          // removed from the running set
-	endCh    chan struct{} // closed when ended is set
+	stopping bool // StopInstance was called: no more events
+	// unwatched: the monitor has returned after readiness (a process
+	// liveness check has nothing to probe), so the exit is the waiter's
+	// to act on.
+	unwatched bool
+	ended     bool          // removed from the running set
+	endCh     chan struct{} // closed once it ended and was torn down (finish)
 
 	// statMu guards the previous CPU reading, for Stats' rate.
 	statMu  sync.Mutex

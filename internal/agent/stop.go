@@ -40,9 +40,11 @@ func (a *Local) StopInstance(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	a.end(inst)
-	a.teardown(inst)
-	inst.removeState()
+	if first, _ := a.end(inst); first {
+		a.finish(inst)
+	} else {
+		<-inst.endCh // its exit was noticed first: wait for the teardown
+	}
 	return nil
 }
 
