@@ -203,10 +203,9 @@ func (s *Store) Close() error {
 	return err
 }
 
-// querier is what both *sql.DB and *sql.Tx offer, so lookups can run
-// inside a write transaction or on the read pool.
+// querier is what both *sql.Tx and the read pool (stmtCache) offer, so
+// lookups can run inside a write transaction or on the read pool.
 type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
@@ -380,15 +379,15 @@ func (w *where) add(cond string, args ...any) {
 	w.args = append(w.args, args...)
 }
 
-// in adds "col IN (?, ?, …)" for a non-empty list.
+// in adds "col is one of vals" for a non-empty list. The list is one JSON
+// argument, so a query's text does not depend on its length: one
+// prepared statement (stmtCache) serves every page of ids.
 func (w *where) in(col string, vals []string) {
 	if len(vals) == 0 {
 		return
 	}
-	w.conds = append(w.conds, col+" IN ("+strings.TrimSuffix(strings.Repeat("?,", len(vals)), ",")+")")
-	for _, v := range vals {
-		w.args = append(w.args, v)
-	}
+	list, _ := json.Marshal(vals) // []string always encodes
+	w.add(col+" IN (SELECT value FROM json_each(?))", string(list))
 }
 
 // labels adds one condition per wanted label on a JSON labels column.

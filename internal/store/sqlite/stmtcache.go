@@ -63,11 +63,6 @@ func (c *stmtCache) QueryRowContext(ctx context.Context, query string, args ...a
 	return st.QueryRowContext(ctx, args...)
 }
 
-// ExecContext is for the querier interface: the read pool is query-only.
-func (c *stmtCache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return c.db.ExecContext(ctx, query, args...)
-}
-
 func (c *stmtCache) close() {
 	c.stmts.Range(func(_, st any) bool {
 		st.(*sql.Stmt).Close()
