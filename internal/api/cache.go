@@ -16,8 +16,8 @@ type generationer interface {
 }
 
 // hotCache keeps the records every checkout and every authenticated request
-// would otherwise read from the store: API keys by hash, and pool specs
-// with their resolved build by pool id. It is emptied whenever the store's
+// would otherwise read from the store: API keys by hash, pool specs with
+// their resolved build by pool id, and the build a template ref names. It is emptied whenever the store's
 // generation moves, so a revoked key is refused by the very next request
 // and a changed pool is read afresh. Without a generationer it caches
 // nothing. Cached records are shared: callers must not modify them.
@@ -28,7 +28,11 @@ type hotCache struct {
 	at    uint64 // the generation the maps belong to
 	keys  map[string]*standby.APIKey
 	pools map[string]poolEntry
+	refs  map[refKey]*standby.Build
 }
+
+// refKey is a template ref as one project sees it.
+type refKey struct{ project, ref string }
 
 // poolEntry is a pool's spec and the build it resolves to.
 type poolEntry struct {
@@ -37,7 +41,7 @@ type poolEntry struct {
 }
 
 func newHotCache(st standby.Store) *hotCache {
-	c := &hotCache{keys: map[string]*standby.APIKey{}, pools: map[string]poolEntry{}}
+	c := &hotCache{keys: map[string]*standby.APIKey{}, pools: map[string]poolEntry{}, refs: map[refKey]*standby.Build{}}
 	c.gen, _ = st.(generationer)
 	return c
 }
@@ -71,6 +75,7 @@ func (c *hotCache) store(g uint64, put func()) {
 		c.at = g
 		clear(c.keys)
 		clear(c.pools)
+		clear(c.refs)
 	}
 	put()
 }
@@ -113,4 +118,22 @@ func (c *hotCache) pool(ctx context.Context, st standby.Store, id string) (*stan
 	}
 	c.store(g, func() { c.pools[id] = e })
 	return e.pool, e.build, nil
+}
+
+// templateRef is standby.ResolveTemplateRef through the cache: tags and
+// builds are written with the generation moving, so a cached answer is
+// current. Errors are not cached.
+func (c *hotCache) templateRef(ctx context.Context, st standby.Store, project, ref string) (*standby.Build, error) {
+	key := refKey{project, ref}
+	var b *standby.Build
+	g, ok := c.lookup(func() bool { b = c.refs[key]; return b != nil })
+	if ok {
+		return b, nil
+	}
+	b, err := standby.ResolveTemplateRef(ctx, st, project, ref)
+	if err != nil {
+		return nil, err
+	}
+	c.store(g, func() { c.refs[key] = b })
+	return b, nil
 }

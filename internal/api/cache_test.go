@@ -45,6 +45,16 @@ func TestCacheFollowsWrites(t *testing.T) {
 		t.Fatalf("timeout_ms %v after the PATCH, want 60000", second["timeout_ms"])
 	}
 
+	// A template ref resolved, its tag moved, resolved again: the pool
+	// still runs the old build, so the ref no longer matches it.
+	e.addReady(id, 2, nil) // one left after the first: a stale answer would get it
+	byRef := func() resp {
+		return e.do("POST", "/v1/sandboxes", e.dev, map[string]any{"template": "echo", "warm_pool": map[string]any{"id": id, "mode": "require"}})
+	}
+	must(t, byRef(), http.StatusCreated)
+	must(t, e.do("POST", "/v1/templates/echo/builds", e.dev, map[string]any{"start_cmd": []any{"standby", "echo-server"}}), http.StatusCreated)
+	must(t, byRef(), http.StatusServiceUnavailable).errFields(t, standby.EWarmPoolUnavailable)
+
 	// Another project's key never gets the cached pool.
 	must(t, checkout(e.otherDev), http.StatusUnprocessableEntity).errFields(t, standby.EValidation)
 

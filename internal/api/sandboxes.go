@@ -173,7 +173,7 @@ func (s *Server) createSandbox(w http.ResponseWriter, r *http.Request, c *caller
 		}
 	}
 	if in.Template != "" {
-		if build, err = standby.ResolveTemplateRef(ctx, s.store, c.project, in.Template); err != nil {
+		if build, err = s.cache.templateRef(ctx, s.store, c.project, in.Template); err != nil {
 			if list := standby.ErrorList(err); len(list) > 0 && (list[0].Code == standby.ENotFound || list[0].Code == standby.EValidation) {
 				return standby.FieldError("template", "%s", list[0].Message)
 			}
