@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -136,16 +135,6 @@ func (c *Client) SandboxLogs(ctx context.Context, id string, opt standby.LogOpti
 	if opt.Follow {
 		q.Set("follow", "true")
 	}
-	path := sandboxPath(id) + "/logs"
 	// Logs are bytes as the instance wrote them, not JSON.
-	accept := func(r *http.Request) { r.Header.Set("Accept", "*/*") }
-	resp, err := c.send(ctx, http.MethodGet, path, q, nil, []RequestOption{accept})
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	return nil
+	return c.copyBytes(ctx, sandboxPath(id)+"/logs", q, w)
 }

@@ -551,13 +551,9 @@ func (s *Server) sandboxLogs(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := q.err(); err != nil {
 		return err
 	}
-	sb, err := s.findSandbox(r.Context(), c, r.PathValue("id"))
+	sb, agent, err := s.sandboxAgent(r.Context(), c, r.PathValue("id"))
 	if err != nil {
 		return err
-	}
-	agent, ok := s.ctrl.Agent(sb.HostID)
-	if !ok {
-		return standby.Errorf(standby.EUnavailable, "the agent of host %s is not connected", sb.HostID)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
