@@ -264,8 +264,3 @@ type Instance struct {
 	// EndedAt is when it failed or started draining.
 	EndedAt *time.Time `json:"ended_at,omitempty"`
 }
-
-// Alive reports whether the instance holds a process the pool counts.
-func (i *Instance) Alive() bool {
-	return i.State == InstanceWarming || i.State == InstanceReady || i.State == InstanceClaimed
-}

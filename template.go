@@ -114,6 +114,22 @@ func (r Resources) WithDefaults() Resources {
 	return r
 }
 
+// FillFrom takes each field r leaves unset from base, then the defaults:
+// what an instance gets from its pool's (or sandbox's) resources over
+// its build's.
+func (r Resources) FillFrom(base Resources) Resources {
+	if r.VCPUs <= 0 {
+		r.VCPUs = base.VCPUs
+	}
+	if r.MemoryMB <= 0 {
+		r.MemoryMB = base.MemoryMB
+	}
+	if r.DiskMB <= 0 {
+		r.DiskMB = base.DiskMB
+	}
+	return r.WithDefaults()
+}
+
 // Build is an immutable version of a template.
 type Build struct {
 	ID                   string            `json:"id"`

@@ -188,20 +188,6 @@ func (s *Server) resolvePool(ctx context.Context, projectID string, p *standby.W
 	return nil, standby.FieldError(field, "%s", msg)
 }
 
-// fillResources takes each resource the pool leaves unset from its build.
-func fillResources(r standby.Resources, b *standby.Build) standby.Resources {
-	if r.VCPUs == 0 {
-		r.VCPUs = b.Resources.VCPUs
-	}
-	if r.MemoryMB == 0 {
-		r.MemoryMB = b.Resources.MemoryMB
-	}
-	if r.DiskMB == 0 {
-		r.DiskMB = b.Resources.DiskMB
-	}
-	return r.WithDefaults()
-}
-
 func (s *Server) createPool(w http.ResponseWriter, r *http.Request, c *caller) error {
 	o, err := decodeBody(r)
 	if err != nil {
@@ -227,7 +213,7 @@ func (s *Server) createPool(w http.ResponseWriter, r *http.Request, c *caller) e
 	p.ID = standby.NewID(standby.PrefixWarmPool)
 	p.ProjectID = c.project
 	p.SetResolvedBuild(b)
-	p.Resources = fillResources(p.Resources, b)
+	p.Resources = p.Resources.FillFrom(b.Resources)
 	p.State = standby.PoolEnabled
 	p.EnabledAt = &now
 	p.CreatedAt, p.UpdatedAt = now, now
@@ -363,7 +349,7 @@ func (s *Server) patchPool(w http.ResponseWriter, r *http.Request, c *caller) er
 				}
 			}
 			if build != nil {
-				next.Resources = fillResources(next.Resources, build)
+				next.Resources = next.Resources.FillFrom(build.Resources)
 			}
 		}
 		next.UpdatedAt = s.clock.Now()

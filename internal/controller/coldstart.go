@@ -59,7 +59,7 @@ func (c *Controller) ColdStart(ctx context.Context, sb *standby.Sandbox, build *
 		ProjectID: sb.ProjectID,
 		Build:     build,
 		Env:       env,
-		Resources: poolResources(sb.Config, build.Resources),
+		Resources: sb.Config.FillFrom(build.Resources),
 	})
 	if err != nil {
 		return fail("start instance: %v", err)

@@ -43,22 +43,12 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 	c.mu.Unlock()
 
 	log := c.logger.With("instance", ev.InstanceID, "event", ev.Type)
-	in, err := c.store.FindInstance(ctx, ev.InstanceID)
-	if standby.IsCode(err, standby.ENotFound) {
-		log.Debug("event for an unknown instance")
-		return
-	}
-	if err != nil {
-		if ctx.Err() == nil {
-			log.Warn("find instance of event", "err", err)
-		}
-		return
-	}
-	now := c.clock.Now()
 	switch ev.Type {
 	case standby.EventReady:
+		// The update reads the row itself: no lookup before it.
+		now := c.clock.Now()
 		became := false
-		_, err := c.store.UpdateInstance(ctx, in.ID, func(i *standby.Instance) error {
+		in, err := c.store.UpdateInstance(ctx, ev.InstanceID, func(i *standby.Instance) error {
 			switch i.State {
 			case standby.InstanceWarming:
 				i.State = standby.InstanceReady
@@ -94,6 +84,17 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 		c.queue.AddSoon(keyPool+in.PoolID, burstDelay)
 
 	case standby.EventFailed:
+		in, err := c.store.FindInstance(ctx, ev.InstanceID)
+		if standby.IsCode(err, standby.ENotFound) {
+			log.Debug("event for an unknown instance")
+			return
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("find instance of event", "err", err)
+			}
+			return
+		}
 		c.instanceFailed(ctx, in, ev.Reason)
 	}
 }

@@ -140,24 +140,14 @@ func (c *Controller) syncPool(ctx context.Context, id string) error {
 	wg.Wait()
 	c.placeMu.Unlock()
 	started = slices.DeleteFunc(started, func(in *standby.Instance) bool { return in == nil })
-	if err := errors.Join(errs...); err != nil {
-		// Start what was stored, so no row waits in warming for a
-		// process nobody starts.
-		for _, in := range started {
-			c.startInstance(ctx, in, standby.InstanceSpec{ID: in.ID, ProjectID: p.ProjectID, PoolID: p.ID, Build: build,
-				Resources: poolResources(p.Resources, build.Resources)})
-		}
-		return fmt.Errorf("create instances of pool %s: %w", id, err)
-	}
-
+	// Everything stored is started, also when some rows failed, so no row
+	// waits in warming for a process nobody starts.
+	resources := p.Resources.FillFrom(build.Resources)
 	for _, in := range started {
-		c.startInstance(ctx, in, standby.InstanceSpec{
-			ID:        in.ID,
-			ProjectID: p.ProjectID,
-			PoolID:    p.ID,
-			Build:     build,
-			Resources: poolResources(p.Resources, build.Resources),
-		})
+		c.startInstance(ctx, in, standby.InstanceSpec{ID: in.ID, ProjectID: p.ProjectID, PoolID: p.ID, Build: build, Resources: resources})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("create instances of pool %s: %w", id, err)
 	}
 	for _, s := range res.Stops {
 		in, err := c.store.UpdateInstance(ctx, s.InstanceID, func(in *standby.Instance) error {
@@ -220,21 +210,6 @@ func (c *Controller) poolBuild(ctx context.Context, p *standby.WarmPool) (*stand
 		return nil, fmt.Errorf("find build of pool %s: %w", p.ID, err)
 	}
 	return b, nil
-}
-
-// poolResources returns the resources a pool instance gets: the pool's,
-// field by field falling back to the build's, then the defaults.
-func poolResources(pool, build standby.Resources) standby.Resources {
-	if pool.VCPUs <= 0 {
-		pool.VCPUs = build.VCPUs
-	}
-	if pool.MemoryMB <= 0 {
-		pool.MemoryMB = build.MemoryMB
-	}
-	if pool.DiskMB <= 0 {
-		pool.DiskMB = build.DiskMB
-	}
-	return pool.WithDefaults()
 }
 
 // startInstance starts a stored warming instance in the background,
