@@ -614,27 +614,10 @@ func (b *bench) warmPool(ctx context.Context, name string, n int) (*standby.Warm
 	if err != nil {
 		return nil, 0, fmt.Errorf("bench: create warmup pool: %w", err)
 	}
-	lastLog := time.Now()
-	for {
-		st, err := b.api.WarmPoolStatus(ctx, pool.ID)
-		if err != nil {
-			return nil, 0, fmt.Errorf("bench: warmup pool status: %w", err)
-		}
-		if st.Ready >= n {
-			return pool, time.Since(start), nil
-		}
-		if time.Since(start) > 5*time.Minute {
-			return nil, 0, fmt.Errorf("bench: warmup pool has %d/%d ready after 5m (failed %d)", st.Ready, n, st.Failed)
-		}
-		if time.Since(lastLog) > time.Second {
-			b.progress("warming %d/%d…", st.Ready, n)
-			lastLog = time.Now()
-		}
-		// Often enough to time a warmup of 100 to within 2%, rarely
-		// enough to leave the warmup its CPU: a status read costs the
-		// server about 0.2 ms, so polling every 2 ms took a tenth of it.
-		time.Sleep(10 * time.Millisecond)
+	if err := b.waitReady(ctx, pool.ID, n, 5*time.Minute); err != nil {
+		return nil, 0, err
 	}
+	return pool, time.Since(start), nil
 }
 
 // coldVsWarm compares sequential cold starts with sequential checkouts
@@ -1010,8 +993,11 @@ func heapAlloc() uint64 {
 	return m.HeapAlloc
 }
 
-// waitReady waits until the pool has n ready instances, reporting
-// progress every second.
+// waitReady polls the pool's status until n instances are ready,
+// reporting progress every second. Every 10 ms is often enough to time a
+// warmup of 100 to within 2%, and rarely enough to leave the warmup its
+// CPU: a status read costs the server about 0.2 ms, so polling every 2 ms
+// took a tenth of it.
 func (b *bench) waitReady(ctx context.Context, poolID string, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	lastLog := time.Now()
@@ -1076,7 +1062,11 @@ func (b *bench) waitNoInstances(ctx context.Context, timeout time.Duration) erro
 		// An instance's state file goes last, once the agent has
 		// torn it down (cgroup, mounts, artefacts): the next phase
 		// must not share the CPU with that work.
-		n := len(instancePIDs(b.dataDir, "")) + len(stateFiles(b.dataDir, ""))
+		// The process scan only once every state file is gone.
+		n := len(stateFiles(b.dataDir, ""))
+		if n == 0 {
+			n = len(instancePIDs(b.dataDir, ""))
+		}
 		if n == 0 {
 			return nil
 		}

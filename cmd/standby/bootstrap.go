@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/standbyhq/standby"
+	"github.com/standbyhq/standby/internal/cli"
 )
 
 // bootstrap makes sure the default project (with its built-in templates)
@@ -31,7 +32,7 @@ func bootstrap(ctx context.Context, s standby.Store, cfg serveConfig, now time.T
 	}
 
 	secret := cfg.AdminKey
-	keyFile := filepath.Join(cfg.DataDir, "admin.key")
+	keyFile := filepath.Join(cfg.DataDir, cli.AdminKeyFile)
 	generated := false
 	if secret == "" {
 		b, err := os.ReadFile(keyFile)

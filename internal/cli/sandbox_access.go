@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -136,7 +135,7 @@ func (a *app) sandboxArtefacts() *cobra.Command {
 				return err
 			}
 			for _, it := range items {
-				fmt.Fprintf(a.out(), "%s\t%d\t%s\n", it.Path, it.Size, it.ModifiedAt.Format("2006-01-02T15:04:05Z"))
+				fmt.Fprintf(a.out(), "%s\t%d\t%s\n", it.Path, it.Size, fmtTime(it.ModifiedAt))
 			}
 			return nil
 		},
@@ -159,9 +158,7 @@ func (a *app) sandboxStats() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			enc := json.NewEncoder(a.out())
-			enc.SetIndent("", "  ")
-			return enc.Encode(st)
+			return a.printJSON(st)
 		},
 	}
 }
