@@ -141,19 +141,7 @@ func (s *Store) FindWarmPools(ctx context.Context, f standby.WarmPoolFilter) ([]
 		w.add("p.state != 'deleted'")
 	}
 	w.labels("p.labels", f.Labels)
-	out := []*standby.WarmPool{}
-	next, err := listByID(ctx, s.reader, "twp", poolSelect, "p.id", w, f.Page, func(r *sql.Rows) (string, error) {
-		p, err := scanPool(r)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, p)
-		return p.ID, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, next, nil
+	return listByID(ctx, s.reader, "twp", poolSelect, "p.id", w, f.Page, scanPool, func(p *standby.WarmPool) string { return p.ID })
 }
 
 // UpdateWarmPool edits a pool; version+1. The store keeps whatever
@@ -297,19 +285,7 @@ func (s *Store) FindInstance(ctx context.Context, id string) (*standby.Instance,
 // FindInstances lists instances in creation order.
 func (s *Store) FindInstances(ctx context.Context, f standby.InstanceFilter) ([]*standby.Instance, string, error) {
 	w := instanceWhere(f)
-	out := []*standby.Instance{}
-	next, err := listByID(ctx, s.reader, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, func(r *sql.Rows) (string, error) {
-		i, err := scanInstance(r)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, i)
-		return i.ID, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, next, nil
+	return listByID(ctx, s.reader, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, scanInstance, func(i *standby.Instance) string { return i.ID })
 }
 
 // instanceWhere is the condition of an instance filter.

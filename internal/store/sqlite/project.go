@@ -61,19 +61,7 @@ func (s *Store) FindProjectByName(ctx context.Context, name string) (*standby.Pr
 
 // FindProjects lists projects in creation order.
 func (s *Store) FindProjects(ctx context.Context, f standby.ProjectFilter) ([]*standby.Project, string, error) {
-	out := []*standby.Project{}
-	next, err := listByID(ctx, s.reader, "prj", "SELECT "+projectCols+" FROM projects", "id", &where{}, f.Page, func(r *sql.Rows) (string, error) {
-		p, err := scanProject(r)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, p)
-		return p.ID, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, next, nil
+	return listByID(ctx, s.reader, "prj", "SELECT "+projectCols+" FROM projects", "id", &where{}, f.Page, scanProject, func(p *standby.Project) string { return p.ID })
 }
 
 // UpdateProject edits a project. not_found; conflict: name taken.
@@ -153,19 +141,7 @@ func (s *Store) FindAPIKeys(ctx context.Context, f standby.APIKeyFilter) ([]*sta
 	if !f.IncludeRevoked {
 		w.add("revoked_at IS NULL")
 	}
-	out := []*standby.APIKey{}
-	next, err := listByID(ctx, s.reader, "key", "SELECT "+apiKeyCols+" FROM api_keys", "id", w, f.Page, func(r *sql.Rows) (string, error) {
-		k, err := scanAPIKey(r)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, k)
-		return k.ID, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, next, nil
+	return listByID(ctx, s.reader, "key", "SELECT "+apiKeyCols+" FROM api_keys", "id", w, f.Page, scanAPIKey, func(k *standby.APIKey) string { return k.ID })
 }
 
 // RevokeAPIKey revokes a key at once. not_found (also when already revoked).

@@ -409,19 +409,7 @@ func (s *Store) FindSandboxes(ctx context.Context, f standby.SandboxFilter) ([]*
 		w.add("state = 'running' AND expires_at < ?", micro(*f.ExpiresBefore))
 	}
 	w.labels("labels", f.Labels)
-	out := []*standby.Sandbox{}
-	next, err := listByID(ctx, s.reader, "sb", "SELECT "+sandboxCols+" FROM sandboxes", "id", w, f.Page, func(r *sql.Rows) (string, error) {
-		sb, err := scanSandbox(r)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, sb)
-		return sb.ID, nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, next, nil
+	return listByID(ctx, s.reader, "sb", "SELECT "+sandboxCols+" FROM sandboxes", "id", w, f.Page, scanSandbox, func(sb *standby.Sandbox) string { return sb.ID })
 }
 
 // UpdateSandbox edits a sandbox; version+1. not_found.

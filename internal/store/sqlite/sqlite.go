@@ -406,11 +406,12 @@ func (w *where) String() string {
 
 // listByID runs a list query paged by id in creation order: it appends the
 // token condition, orders by id and fetches one row more than the page to
-// learn whether there is a next page. scan reads one row and returns its id.
-func listByID(ctx context.Context, q querier, kind, selectFrom, idCol string, w *where, p standby.Page, scan func(*sql.Rows) (string, error)) (string, error) {
+// learn whether there is a next page. scan reads one row; id names a
+// record, for the next page's token.
+func listByID[T any](ctx context.Context, q querier, kind, selectFrom, idCol string, w *where, p standby.Page, scan func(scanner) (*T, error), id func(*T) string) ([]*T, string, error) {
 	after, err := parseToken(kind, p.Token)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if after != "" {
 		w.add(idCol+" > ?", after)
@@ -418,25 +419,26 @@ func listByID(ctx context.Context, q querier, kind, selectFrom, idCol string, w 
 	limit := p.Limit()
 	rows, err := q.QueryContext(ctx, selectFrom+w.String()+" ORDER BY "+idCol+" LIMIT ?", append(w.args, limit+1)...)
 	if err != nil {
-		return "", dbError(err, "list "+kind)
+		return nil, "", dbError(err, "list "+kind)
 	}
 	defer rows.Close()
-	var n int
-	var last, next string
+	out := []*T{}
+	next := ""
 	for rows.Next() {
-		n++
-		if n > limit {
-			next = makeToken(kind, last)
+		if len(out) == limit {
+			next = makeToken(kind, id(out[limit-1]))
 			break
 		}
-		if last, err = scan(rows); err != nil {
-			return "", err
+		v, err := scan(rows)
+		if err != nil {
+			return nil, "", err
 		}
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return "", dbError(err, "list "+kind)
+		return nil, "", dbError(err, "list "+kind)
 	}
-	return next, nil
+	return out, next, nil
 }
 
 // affected returns not_found when an UPDATE or DELETE touched no row.

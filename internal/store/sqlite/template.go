@@ -102,15 +102,7 @@ func (s *Store) FindTemplates(ctx context.Context, f standby.TemplateFilter) ([]
 	w := &where{}
 	w.add("project_id = ?", f.ProjectID)
 	w.labels("labels", f.Labels)
-	out := []*standby.Template{}
-	next, err := listByID(ctx, s.reader, "tpl", "SELECT "+templateCols+" FROM templates", "id", w, f.Page, func(r *sql.Rows) (string, error) {
-		t, err := scanTemplate(r)
-		if err != nil {
-			return "", err
-		}
-		out = append(out, t)
-		return t.ID, nil
-	})
+	out, next, err := listByID(ctx, s.reader, "tpl", "SELECT "+templateCols+" FROM templates", "id", w, f.Page, scanTemplate, func(t *standby.Template) string { return t.ID })
 	if err != nil {
 		return nil, "", err
 	}
