@@ -71,6 +71,15 @@ func (s *Store) hourAgo() int64 { return micro(s.clock.Now().Add(-time.Hour)) }
 // CreateWarmPool stores a pool (Version 1).
 func (s *Store) CreateWarmPool(ctx context.Context, p *standby.WarmPool) error {
 	p.Version = 1
+	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return writePool(ctx, tx, p, true)
+	})
+}
+
+// writePool inserts or rewrites a whole pool row (spec and controller
+// columns), first giving p's unset maps their empty values, as the caller
+// gets them back.
+func writePool(ctx context.Context, tx *sql.Tx, p *standby.WarmPool, insert bool) error {
 	if p.Labels == nil {
 		p.Labels = map[string]string{}
 	}
@@ -80,14 +89,6 @@ func (s *Store) CreateWarmPool(ctx context.Context, p *standby.WarmPool) error {
 	if p.RolloutStatus.CurrentCounts == nil {
 		p.RolloutStatus.CurrentCounts = map[string]int{}
 	}
-	return s.specTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return writePool(ctx, tx, p, true)
-	})
-}
-
-// writePool inserts or rewrites a whole pool row (spec and controller
-// columns).
-func writePool(ctx context.Context, tx *sql.Tx, p *standby.WarmPool, insert bool) error {
 	spec, err := encodeJSON(specOf(p))
 	if err != nil {
 		return err
@@ -161,15 +162,6 @@ func (s *Store) UpdateWarmPool(ctx context.Context, id string, fn func(*standby.
 		// Counts are computed, never stored; Target and Unavailable are
 		// the controller's (SetWarmPoolStatus).
 		p.Status = status
-		if p.Labels == nil {
-			p.Labels = map[string]string{}
-		}
-		if len(p.Metadata) == 0 {
-			p.Metadata = []byte("{}")
-		}
-		if p.RolloutStatus.CurrentCounts == nil {
-			p.RolloutStatus.CurrentCounts = map[string]int{}
-		}
 		return writePool(ctx, tx, p, false)
 	})
 	if err != nil {
