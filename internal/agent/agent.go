@@ -174,11 +174,7 @@ func New(cfg Config) (*Local, error) {
 		if err := mountRunDir(runDir); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
-		// One empty mount point for every instance's new root: each init
-		// mounts its root's tmpfs there in its own private mount
-		// namespace, so they never see each other's, and a start creates
-		// and removes no directory of its own for it.
-		if err := os.MkdirAll(filepath.Join(dataDir, rootfsDir), 0o700); err != nil {
+		if err := mountSkeleton(filepath.Join(runDir, rootfsDir), cfg.SelfExe); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}

@@ -28,13 +28,13 @@ const (
 	initFDs     = 3                   // fd 3: config in
 	initStatusF = 4                   // fd 4: status out
 	tmpDir      = ".tmp"              // under the root: the sandbox's /tmp
-	rootfsDir   = "rootfs"            // in the data dir: mount point of every init's new /
+	rootfsDir   = "rootfs"            // in the run dir: the root skeleton every init's new / is made of
 )
 
 // initConfig is what the agent hands the init on fd 3.
 type initConfig struct {
 	Root     string   `json:"root"`     // host path of the writable root
-	RootFS   string   `json:"rootfs"`   // host path of an empty dir: the new / is built there, in the init's private mounts
+	RootFS   string   `json:"rootfs"`   // host path of the root skeleton (mountSkeleton); the init completes its own copy
 	Socket   string   `json:"socket"`   // host path of the exec socket
 	SelfExe  string   `json:"self_exe"` // host path of the standby binary
 	Hostname string   `json:"hostname"`
@@ -321,19 +321,43 @@ func serveExec(ln *net.UnixListener, cred *syscall.Credential, spawn spawnFunc) 
 	}
 }
 
-// buildRoot makes the init's mounts private, builds the instance's root
-// in a fresh tmpfs at cfg.RootFS and pivots into it. The host's system
-// directories are bound read-only (nosuid, nodev); nothing else of the
-// host (the data dir, other instances) is reachable from the new root.
-func buildRoot(cfg initConfig) error {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
+// systemDirs are the host directories an isolated instance sees,
+// read-only, nosuid and nodev (a symlink is copied as a symlink).
+var systemDirs = []string{"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"}
+
+// Mount points the init fills in its own namespace; the skeleton holds
+// them empty.
+const (
+	procDir = "/proc"
+	shmDir  = ".shm" // under the root: the sandbox's /dev/shm
+)
+
+// mountSkeleton mounts, at dir, the root every isolated instance starts
+// from: a read-only tmpfs holding the host's system directories, the
+// harmless devices, the standby binary (all read-only, nosuid, nodev) and
+// empty mount points for what is each instance's own (/proc, /sandbox,
+// /tmp, /dev/shm). The agent builds it once; every init's new mount
+// namespace holds a copy of it, which the init completes with four mounts
+// and pivots into. A skeleton already at dir (an agent restarted on the
+// same run dir) is replaced, so it binds the standby binary now running.
+// It is private, so nothing mounted on an init's copy reaches the host.
+func mountSkeleton(dir, selfExe string) (err error) {
+	_ = unix.Unmount(dir, unix.MNT_DETACH)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
-	nr := cfg.RootFS
-	if err := unix.Mount("tmpfs", nr, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
-		return fmt.Errorf("mount new root: %w", err)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
+		return fmt.Errorf("mount root skeleton: %w", err)
 	}
-	for _, d := range []string{"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt"} {
+	defer func() {
+		if err != nil {
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+		}
+	}()
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make root skeleton private: %w", err)
+	}
+	for _, d := range systemDirs {
 		fi, err := os.Lstat(d)
 		switch {
 		case err != nil:
@@ -343,61 +367,77 @@ func buildRoot(cfg initConfig) error {
 			if err != nil {
 				return err
 			}
-			if err := os.Symlink(target, nr+d); err != nil {
+			if err := os.Symlink(target, dir+d); err != nil {
 				return err
 			}
 		case fi.IsDir():
-			if err := bind(d, nr+d, true); err != nil {
+			if err := bind(d, dir+d, true); err != nil {
 				return err
 			}
 		}
 	}
-	// /dev: the harmless devices only.
-	if err := os.Mkdir(nr+"/dev", 0o755); err != nil {
+	if err := os.Mkdir(dir+"/dev", 0o755); err != nil {
 		return err
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		if err := os.WriteFile(nr+"/dev/"+d, nil, 0o666); err != nil {
+		if err := os.WriteFile(dir+"/dev/"+d, nil, 0o666); err != nil {
 			return err
 		}
-		if err := unix.Mount("/dev/"+d, nr+"/dev/"+d, "", unix.MS_BIND, ""); err != nil {
+		if err := unix.Mount("/dev/"+d, dir+"/dev/"+d, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind /dev/%s: %w", d, err)
 		}
 	}
 	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
-		if err := os.Symlink(target, nr+"/dev/"+name); err != nil {
+		if err := os.Symlink(target, dir+"/dev/"+name); err != nil {
 			return err
 		}
 	}
-	if err := os.Mkdir(nr+"/dev/shm", 0o1777); err != nil {
+	for _, d := range []string{"/dev/shm", procDir, sandboxDir, "/tmp", filepath.Dir(sandboxSelf)} {
+		if err := os.Mkdir(dir+d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(dir+sandboxSelf, nil, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("shm", nr+"/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=64m"); err != nil {
-		return fmt.Errorf("mount /dev/shm: %w", err)
-	}
-	if err := os.Mkdir(nr+"/proc", 0o555); err != nil {
-		return err
-	}
-	if err := unix.Mount("proc", nr+"/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc: %w", err)
-	}
-	if err := bind(cfg.Root, nr+sandboxDir, false); err != nil {
-		return err
-	}
-	if err := bind(filepath.Join(cfg.Root, tmpDir), nr+"/tmp", false); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(nr+sandboxSelf), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(nr+sandboxSelf, nil, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount(cfg.SelfExe, nr+sandboxSelf, "", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount(selfExe, dir+sandboxSelf, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind standby binary: %w", err)
 	}
-	_ = unix.Mount("", nr+sandboxSelf, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NODEV, "")
+	if err := unix.Mount("", dir+sandboxSelf, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("make standby binary read-only: %w", err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("make root skeleton read-only: %w", err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make root skeleton private: %w", err)
+	}
+	return nil
+}
 
+// buildRoot makes the init's mounts private, completes its copy of the
+// agent's root skeleton (cfg.RootFS, see mountSkeleton) with a fresh
+// /proc and the instance's writable root at /sandbox (and /tmp, /dev/shm
+// inside it), and pivots into it. Nothing else of the host (the data dir,
+// other instances) is reachable from the new root.
+func buildRoot(cfg initConfig) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	nr := cfg.RootFS
+	if err := unix.Mount("proc", nr+procDir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	// The root's tmpfs is nosuid and nodev: its binds are too.
+	for _, b := range []struct{ src, dst string }{
+		{cfg.Root, sandboxDir},
+		{filepath.Join(cfg.Root, tmpDir), "/tmp"},
+		{filepath.Join(cfg.Root, shmDir), "/dev/shm"},
+	} {
+		if err := unix.Mount(b.src, nr+b.dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", b.dst, err)
+		}
+	}
 	if err := os.Chdir(nr); err != nil {
 		return err
 	}
@@ -409,16 +449,10 @@ func buildRoot(cfg initConfig) error {
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach old root: %w", err)
 	}
-	if err := os.Chdir("/"); err != nil {
-		return err
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("make / read-only: %w", err)
-	}
-	return nil
+	return os.Chdir("/")
 }
 
-// bind mounts src at dst (created), nosuid and nodev.
+// bind mounts src at dst (created), nosuid and nodev, read-only when ro.
 func bind(src, dst string, ro bool) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err

@@ -9,8 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -153,7 +155,7 @@ func chownTree(root string, uid int) error {
 // config and waits for it to report start_cmd started (or why not). It
 // returns the init's pid, which stands for the instance from then on.
 func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
-	rootfs := filepath.Join(a.cfg.DataDir, rootfsDir)
+	rootfs := filepath.Join(a.runDir, rootfsDir)
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return 0, -1, err
@@ -166,9 +168,14 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 	}
 	defer statR.Close()
 	pidfd = -1
+	// The init's Go runtime gets as many Ps as the instance has vcpus: it
+	// starts before it joins the cgroup, so it would size itself to the
+	// machine, and every thread it need not start is one less to stop
+	// when it changes uid.
+	procs := int(math.Ceil(spec.Resources.WithDefaults().VCPUs))
 	proc, err := os.StartProcess(a.cfg.SelfExe, []string{"standby", InitCommand}, &os.ProcAttr{
 		Dir:   a.runDir,
-		Env:   []string{"PATH=" + defaultPath},
+		Env:   []string{"PATH=" + defaultPath, "GOMAXPROCS=" + strconv.Itoa(max(procs, 1))},
 		Files: append(stdio, cfgR, statW),
 		Sys: &syscall.SysProcAttr{
 			Setpgid:    true,
@@ -265,7 +272,7 @@ func (a *Local) sweepOrphans() {
 	// root no running instance owns (harmless where none is mounted).
 	if dirs, err := os.ReadDir(a.runDir); err == nil {
 		for _, e := range dirs {
-			if e.IsDir() && a.running[e.Name()] == nil {
+			if e.IsDir() && strings.HasPrefix(e.Name(), standby.PrefixInstance) && a.running[e.Name()] == nil {
 				root := filepath.Join(a.runDir, e.Name())
 				_ = unix.Unmount(root, unix.MNT_DETACH)
 				os.Remove(root)

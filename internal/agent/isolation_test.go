@@ -169,6 +169,9 @@ func TestIsolationSeesOnlyItself(t *testing.T) {
 		{"other sandbox's file", "cat " + filepath.Join(ta.root(b), "mine.txt")},
 		{"signal other sandbox", "kill -9 " + strconv.Itoa(bPid)},
 		{"write system dirs", "touch /usr/bin/evil"},
+		{"write the root", "touch /evil"},
+		{"write /dev", "touch /dev/evil"},
+		{"see host mounts", "grep -F " + ta.dataDir + " /proc/self/mountinfo"},
 		{"read the init's memory", "head -c 64 /proc/1/environ"},
 	}
 	for _, tt := range tests {
@@ -181,6 +184,10 @@ func TestIsolationSeesOnlyItself(t *testing.T) {
 	}
 	if ta.runningInst(b) == nil || !running(bPid, ta.runningInst(b).startTick) {
 		t.Fatal("sandbox b was killed from sandbox a")
+	}
+	// Its own writable places are writable, and are its root's.
+	if res := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"sh", "-c", "echo t > /tmp/t && echo s > /dev/shm/s && cat /sandbox/.tmp/t /sandbox/.shm/s"}}); res.ExitCode != 0 || res.Stdout != "t\ns\n" {
+		t.Fatalf("/tmp and /dev/shm inside the sandbox: %+v", res)
 	}
 	who := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"id", "-u"}})
 	if uid, _ := strconv.Atoi(strings.TrimSpace(who.Stdout)); uid == 0 || uid != ta.runningInst(a).iso.UID {

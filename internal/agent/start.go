@@ -248,8 +248,10 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		return nil, fmt.Errorf("start instance %s: artefacts dir: %w", spec.ID, err)
 	}
 	if iso != nil {
-		if err := mkdirIn(root, tmpDir); err != nil {
-			return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
+		for _, d := range []string{tmpDir, shmDir} {
+			if err := mkdirIn(root, d); err != nil {
+				return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
+			}
 		}
 		if err := chownTree(root, iso.UID); err != nil {
 			return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
