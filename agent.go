@@ -31,6 +31,10 @@ type InstanceEvent struct {
 	Type       string    `json:"type"`
 	Reason     string    `json:"reason,omitempty"` // e.g. "exited with status 1", "readiness check timed out", "oom_killed"
 	At         time.Time `json:"at"`
+	// Address and Ports say where a ready instance listens (ready events
+	// only), so recording readiness records them too.
+	Address string         `json:"address,omitempty"`
+	Ports   map[string]int `json:"ports,omitempty"`
 }
 
 // InstanceInfo is where a started instance listens.

@@ -255,7 +255,11 @@ func (a *Local) Events() <-chan standby.InstanceEvent { return a.events }
 // (the instance was stopped on request), so a full buffer never wedges a
 // stop or the shutdown.
 func (a *Local) emit(id, typ, reason string, done <-chan struct{}) {
-	ev := standby.InstanceEvent{InstanceID: id, HostID: a.cfg.HostID, Type: typ, Reason: reason, At: a.clock.Now()}
+	a.send(standby.InstanceEvent{InstanceID: id, HostID: a.cfg.HostID, Type: typ, Reason: reason, At: a.clock.Now()}, done)
+}
+
+func (a *Local) send(ev standby.InstanceEvent, done <-chan struct{}) {
+	id, typ := ev.InstanceID, ev.Type
 	select {
 	case a.events <- ev:
 	case <-a.base.Done():

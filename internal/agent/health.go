@@ -123,6 +123,7 @@ func (a *Local) awaitReady(ctx context.Context, inst *instance) bool {
 		return false
 	}
 	inst.ready = true
+	info := inst.infoLocked()
 	a.mu.Unlock()
 	inst.fileMu.Lock()
 	a.mu.Lock()
@@ -135,7 +136,10 @@ func (a *Local) awaitReady(ctx context.Context, inst *instance) bool {
 	}
 	inst.fileMu.Unlock()
 	a.log.Info("instance ready", "instance", inst.id, "after", time.Since(inst.startedAt).Round(time.Millisecond))
-	a.emit(inst.id, standby.EventReady, "", inst.ctx.Done())
+	a.send(standby.InstanceEvent{
+		InstanceID: inst.id, HostID: a.cfg.HostID, Type: standby.EventReady, At: a.clock.Now(),
+		Address: info.Address, Ports: info.Ports,
+	}, inst.ctx.Done())
 	return true
 }
 

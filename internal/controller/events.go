@@ -49,6 +49,12 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 		now := c.clock.Now()
 		became := false
 		in, err := c.store.UpdateInstance(ctx, ev.InstanceID, func(i *standby.Instance) error {
+			if ev.Address != "" {
+				i.Address = ev.Address
+			}
+			if ev.Ports != nil {
+				i.Ports = ev.Ports
+			}
 			switch i.State {
 			case standby.InstanceWarming:
 				i.State = standby.InstanceReady

@@ -238,6 +238,12 @@ func TestIntegrationFillAndReplaceKilled(t *testing.T) {
 		return p.Status.Ready == 3 && p.Status.Target == 3 && p.LastReconciledAt != nil
 	})
 	ready := e.instances(t, p.ID, standby.InstanceReady)
+	for _, in := range ready {
+		// Recorded with the ready event, which carries them.
+		if in.Address == "" || in.Ports == nil {
+			t.Fatalf("ready instance %s has no address or ports: %+v", in.ID, in)
+		}
+	}
 	victim := ready[0]
 	pid := e.pid(t, victim.ID)
 	if pid <= 0 {

@@ -223,11 +223,12 @@ func (c *Controller) startInstance(ctx context.Context, in *standby.Instance, sp
 			return // the next start reconciles the warming row
 		}
 		defer func() { <-c.sem }()
+		// Where it listens is recorded with its readiness (the ready
+		// event carries it): nothing is written here unless it failed.
 		a, ok := c.byHost[in.HostID]
-		var info standby.InstanceInfo
 		err := fmt.Errorf("no agent for host %s", in.HostID)
 		if ok {
-			info, err = a.StartInstance(ctx, spec)
+			_, err = a.StartInstance(ctx, spec)
 		}
 		if ctx.Err() != nil {
 			return
@@ -243,18 +244,6 @@ func (c *Controller) startInstance(ctx context.Context, in *standby.Instance, sp
 				c.startFailed(in.PoolID)
 			}
 			c.WakePool(in.PoolID)
-			return
-		}
-		_, err = c.store.UpdateInstance(ctx, in.ID, func(i *standby.Instance) error {
-			i.Address = info.Address
-			i.Ports = info.Ports
-			if i.Ports == nil {
-				i.Ports = map[string]int{}
-			}
-			return nil
-		})
-		if err != nil && !standby.IsCode(err, standby.ENotFound) && ctx.Err() == nil {
-			c.logger.Warn("record started instance", "instance", in.ID, "err", err)
 		}
 	})
 }
