@@ -99,12 +99,12 @@ type Local struct {
 
 	mu       sync.Mutex
 	running  map[string]*instance
-	pending  map[string]bool // ids being started
-	ports    map[int]bool    // ports given to running or starting instances
-	closed   bool            // Run has returned: no new work
-	runStart bool            // Run has been called
-	lost     []string        // instances found dead by New, reported by Run
-	uids     map[int]string  // uids of isolated instances, to their ids
+	pending  map[string]chan struct{} // ids being started; closed when the start is over
+	ports    map[int]bool             // ports given to running or starting instances
+	closed   bool                     // Run has returned: no new work
+	runStart bool                     // Run has been called
+	lost     []string                 // instances found dead by New, reported by Run
+	uids     map[int]string           // uids of isolated instances, to their ids
 }
 
 var _ standby.Agent = (*Local)(nil)
@@ -198,7 +198,7 @@ func New(cfg Config) (*Local, error) {
 		base:       base,
 		cancelBase: cancel,
 		running:    map[string]*instance{},
-		pending:    map[string]bool{},
+		pending:    map[string]chan struct{}{},
 		ports:      map[int]bool{},
 		uids:       map[int]string{},
 		isolation:  isolation,
@@ -297,6 +297,15 @@ func (a *Local) Instances(ctx context.Context) ([]standby.InstanceInfo, error) {
 	return out, nil
 }
 
+// unpendLocked ends the start in progress of id: a stop waiting for it
+// goes on.
+func (a *Local) unpendLocked(id string) {
+	if ch := a.pending[id]; ch != nil {
+		close(ch)
+		delete(a.pending, id)
+	}
+}
+
 func (a *Local) count() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -310,7 +319,7 @@ func (a *Local) count() int {
 func (a *Local) launch(inst *instance, waiter func()) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	delete(a.pending, inst.id)
+	a.unpendLocked(inst.id)
 	if a.closed {
 		return false
 	}

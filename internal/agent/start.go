@@ -138,7 +138,7 @@ func (a *Local) StartInstance(ctx context.Context, spec standby.InstanceSpec) (s
 	inst, err := a.start(spec)
 	if err != nil {
 		a.mu.Lock()
-		delete(a.pending, id)
+		a.unpendLocked(id)
 		a.mu.Unlock()
 		return standby.InstanceInfo{}, err
 	}
@@ -192,12 +192,12 @@ func (a *Local) reserve(id string) error {
 	switch {
 	case a.closed:
 		return standby.Errorf(standby.EUnavailable, "agent is shutting down")
-	case a.running[id] != nil || a.pending[id]:
+	case a.running[id] != nil || a.pending[id] != nil:
 		return standby.Errorf(standby.EConflict, "instance %s is already running", id)
 	case len(a.running)+len(a.pending) >= a.cfg.MaxInstances:
 		return standby.Errorf(standby.EUnavailable, "host %s runs its maximum of %d instances", a.cfg.HostID, a.cfg.MaxInstances)
 	}
-	a.pending[id] = true
+	a.pending[id] = make(chan struct{})
 	return nil
 }
 

@@ -13,9 +13,19 @@ const groupPoll = 10 * time.Millisecond
 // SIGKILL after StopGrace, and returns once no process of the group runs.
 // It reports no event for the instance and deletes its state file; its logs
 // stay readable. An instance that is not running is no error. If ctx ends
-// first, the group is killed at once and ctx's error returned.
+// first, the group is killed at once and ctx's error returned. A stop
+// that comes while the instance starts waits for the start to be over.
 func (a *Local) StopInstance(ctx context.Context, id string) error {
 	a.mu.Lock()
+	if starting := a.pending[id]; starting != nil {
+		a.mu.Unlock()
+		select {
+		case <-starting:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		a.mu.Lock()
+	}
 	inst := a.running[id]
 	if inst == nil {
 		a.mu.Unlock()

@@ -69,8 +69,14 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 			}
 			return nil
 		})
+		if standby.IsCode(err, standby.ENotFound) {
+			// Its row went while it started (its pool was deleted, a
+			// stop found nothing running yet): nothing else stops it.
+			c.stopOrphan(ctx, ev.HostID, ev.InstanceID)
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, errStateChanged) && !standby.IsCode(err, standby.ENotFound) && ctx.Err() == nil {
+			if !errors.Is(err, errStateChanged) && ctx.Err() == nil {
 				log.Warn("record ready instance", "err", err)
 			}
 			return
@@ -103,6 +109,21 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 		}
 		c.instanceFailed(ctx, in, ev.Reason)
 	}
+}
+
+// stopOrphan stops, in the background, an instance a host runs that has
+// no row.
+func (c *Controller) stopOrphan(ctx context.Context, hostID, id string) {
+	a, ok := c.byHost[hostID]
+	if !ok {
+		return
+	}
+	c.goBackground(func() {
+		c.logger.Info("stopping orphan instance", "instance", id, "host", hostID)
+		if err := a.StopInstance(ctx, id); err != nil && ctx.Err() == nil {
+			c.logger.Warn("stop orphan instance", "instance", id, "err", err)
+		}
+	})
 }
 
 // instanceFailed records that an instance's process failed or is gone.

@@ -552,3 +552,29 @@ func TestIntegrationRestartReconciles(t *testing.T) {
 		t.Fatalf("host record: %+v, %v", h, err)
 	}
 }
+
+// A pool deleted while its instances start leaves nothing running: a
+// stop that finds an instance still starting waits for it, and one that
+// starts after its row went is stopped when it gets ready.
+func TestIntegrationDeleteWhileStarting(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.build(t, "exec sleep 1000", false)
+	for round := range 5 {
+		p := e.pool(t, 8, 8, b, "")
+		// Deleted at once: some starts are queued, some in flight,
+		// some done.
+		time.Sleep(time.Duration(round) * 5 * time.Millisecond)
+		if _, err := e.store.UpdateWarmPool(e.ctx, p.ID, func(p *standby.WarmPool) error {
+			now := standby.Now()
+			p.State, p.DeletedAt = standby.PoolDeleted, &now
+			return nil
+		}); err != nil {
+			t.Fatalf("delete pool: %v", err)
+		}
+		e.ctl.WakePool(p.ID)
+		waitFor(t, "nothing of the deleted pool left", 30*time.Second, func() bool {
+			infos, err := e.agent.Instances(e.ctx)
+			return err == nil && len(infos) == 0 && len(e.instances(t, p.ID, "")) == 0
+		})
+	}
+}
