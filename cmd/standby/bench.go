@@ -27,6 +27,7 @@ import (
 
 	"github.com/standbyhq/standby"
 	"github.com/standbyhq/standby/client"
+	"github.com/standbyhq/standby/internal/agent"
 	"github.com/standbyhq/standby/internal/controller"
 )
 
@@ -105,7 +106,7 @@ type warmupFigures struct {
 }
 
 // warmupRounds is how many warmups and spawn limits bench times.
-const warmupRounds = 3
+const warmupRounds = 5
 
 type coldWarmFigures struct {
 	ColdP50US float64 `json:"cold_p50_us"`
@@ -1055,7 +1056,8 @@ func (b *bench) stopSandboxes(ctx context.Context, ids []string) error {
 }
 
 // waitNoInstances waits until no instance process of the bench server is
-// left, so the next phase has the machine to itself.
+// left and the agent's background work is done, so the next phase has the
+// machine to itself.
 func (b *bench) waitNoInstances(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -1067,11 +1069,13 @@ func (b *bench) waitNoInstances(ctx context.Context, timeout time.Duration) erro
 		if n == 0 {
 			n = len(instancePIDs(b.dataDir, ""))
 		}
-		if n == 0 {
+		// The agent makes its log stock again once idle: the next
+		// phase must not share the CPU with that either.
+		if n == 0 && agent.LogStockFull(b.dataDir) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: %d instances still running or being torn down after %s", n, timeout)
+			return fmt.Errorf("bench: %d instances still running or being torn down after %s (or the agent's log stock not made again)", n, timeout)
 		}
 		select {
 		case <-ctx.Done():

@@ -105,6 +105,8 @@ type Local struct {
 	runStart bool                     // Run has been called
 	lost     []string                 // instances found dead by New, reported by Run
 	uids     map[int]string           // uids of isolated instances, to their ids
+
+	stock *logStock // log files made ahead of starts
 }
 
 var _ standby.Agent = (*Local)(nil)
@@ -204,6 +206,7 @@ func New(cfg Config) (*Local, error) {
 		isolation:  isolation,
 		cgKind:     cgKind,
 		cgScope:    cgroupScope(dataDir),
+		stock:      newLogStock(instDir),
 	}
 	a.lost = a.adoptAll()
 	a.sweepOrphans()
@@ -228,10 +231,14 @@ func (a *Local) Run(ctx context.Context) error {
 	}
 	a.lost = nil
 	a.log.Info("agent running", "host", a.cfg.HostID, "instances", a.count(), "isolation", a.isolation)
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.sweep(a.base)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.stockUp(a.base)
 	}()
 	<-ctx.Done()
 
@@ -295,6 +302,26 @@ func (a *Local) Instances(ctx context.Context) ([]standby.InstanceInfo, error) {
 	a.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// stockUp fills the log stock whenever no start is in progress, until ctx
+// ends.
+func (a *Local) stockUp(ctx context.Context) {
+	t := time.NewTicker(stockPoll)
+	defer t.Stop()
+	busy := func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.pending) > 0 || ctx.Err() != nil
+	}
+	for {
+		a.stock.fill(busy)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // unpendLocked ends the start in progress of id: a stop waiting for it

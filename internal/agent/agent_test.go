@@ -664,3 +664,53 @@ func TestEndedInstanceKeptForRetention(t *testing.T) {
 		t.Fatalf("left after the sweep: %v", left)
 	}
 }
+
+// The agent fills its log stock while idle, a start renames two stock
+// files into its logs (they hold its output), the sweeper leaves the stock
+// alone, and an agent restarted on the same dir takes over the stock.
+func TestLogStock(t *testing.T) {
+	dir := t.TempDir()
+	stock := func() map[uint64]bool {
+		files, _ := filepath.Glob(filepath.Join(dir, "instances", stockPrefix+"*"))
+		inodes := map[uint64]bool{}
+		for _, f := range files {
+			var st syscall.Stat_t
+			if syscall.Stat(f, &st) == nil {
+				inodes[st.Ino] = true
+			}
+		}
+		return inodes
+	}
+	ta := startAgent(t, dir, nil)
+	waitUntil(t, "the stock full", func() bool { return LogStockFull(dir) })
+	before := stock()
+	if len(before) != LogStockSize {
+		t.Fatalf("stock of %d files, want %d", len(before), LogStockSize)
+	}
+	info := ta.start(t, shBuild("echo out; echo err >&2; exec sleep 1000"), nil)
+	for stream, want := range map[string]string{"stdout": "out\n", "stderr": "err\n"} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(ta.paths(info.ID).logPath(stream), &st); err != nil || !before[st.Ino] {
+			t.Fatalf("%s log is not a stock file (%v)", stream, err)
+		}
+		waitUntil(t, stream, func() bool {
+			var b bytes.Buffer
+			return ta.Logs(context.Background(), info.ID, standby.LogOptions{Stream: stream}, &b) == nil && b.String() == want
+		})
+	}
+	waitUntil(t, "the stock full again", func() bool { return LogStockFull(dir) })
+	ta.sweepOnce()
+	if n := len(stock()); n != LogStockSize {
+		t.Fatalf("stock after a sweep: %d files, want %d", n, LogStockSize)
+	}
+	if err := ta.StopInstance(context.Background(), info.ID); err != nil {
+		t.Fatal(err)
+	}
+	ta.shutdown(t)
+	kept := stock()
+	ta = startAgent(t, dir, nil)
+	time.Sleep(2 * stockPoll)
+	if now := stock(); len(now) != LogStockSize || len(ta.stock.free) != LogStockSize {
+		t.Fatalf("a restarted agent's stock: %d files, %d taken over, want the %d left", len(now), len(ta.stock.free), len(kept))
+	}
+}

@@ -209,13 +209,20 @@ func runBuiltin(cfg initConfig, ln *net.UnixListener, status *os.File, r *reaper
 
 // dropPrivileges makes every thread of the process uid (and gid uid, no
 // supplementary groups), which clears its capabilities, and makes it not
-// dumpable.
+// dumpable. The agent starts the init with gid uid and no supplementary
+// groups already (set in the child before exec, where it is cheap): each
+// of these calls stops every thread of the Go runtime, which under a
+// loaded CPU costs more than the rest of the init's own work.
 func dropPrivileges(uid int) error {
-	if err := syscall.Setgroups([]int{}); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	if groups, err := syscall.Getgroups(); err != nil || len(groups) > 0 {
+		if err := syscall.Setgroups([]int{}); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
 	}
-	if err := syscall.Setgid(uid); err != nil {
-		return fmt.Errorf("setgid: %w", err)
+	if syscall.Getgid() != uid || syscall.Getegid() != uid {
+		if err := syscall.Setgid(uid); err != nil {
+			return fmt.Errorf("setgid: %w", err)
+		}
 	}
 	if err := syscall.Setuid(uid); err != nil {
 		return fmt.Errorf("setuid: %w", err)

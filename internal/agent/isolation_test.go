@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,9 +156,13 @@ func TestIsolationSeesOnlyItself(t *testing.T) {
 		t.Fatalf("ps inside a shows b's sleep:\n%s", ps.Stdout)
 	}
 	// The init runs the built-in in-process, as the instance's uid.
-	st := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"sh", "-c", "grep ^Uid: /proc/1/status"}})
-	if f := strings.Fields(st.Stdout); len(f) < 2 || f[1] != strconv.Itoa(ta.runningInst(a).iso.UID) {
-		t.Fatalf("init of a built-in runs as %q, want uid %d", st.Stdout, ta.runningInst(a).iso.UID)
+	// Every id of the init (real, effective, saved, fs) is the instance's,
+	// and it has no supplementary group.
+	st := ta.exec(t, a, standby.ExecRequest{Cmd: []string{"sh", "-c", "grep -E '^(Uid|Gid|Groups):' /proc/1/status"}})
+	uid := strconv.Itoa(ta.runningInst(a).iso.UID)
+	want := fmt.Sprintf("Uid:\t%[1]s\t%[1]s\t%[1]s\t%[1]s\nGid:\t%[1]s\t%[1]s\t%[1]s\t%[1]s\nGroups:\t \n", uid)
+	if st.Stdout != want {
+		t.Fatalf("init of a built-in runs as\n%q, want\n%q", st.Stdout, want)
 	}
 	tests := []struct {
 		name string

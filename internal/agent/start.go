@@ -298,12 +298,12 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		envList = append(envList, k+"="+env[k])
 	}
 
-	stdout, err := openLog(paths.logPath("stdout"))
+	stdout, err := a.stock.open(paths.logPath("stdout"))
 	if err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
 	defer stdout.Close()
-	stderr, err := openLog(paths.logPath("stderr"))
+	stderr, err := a.stock.open(paths.logPath("stderr"))
 	if err != nil {
 		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
@@ -494,10 +494,6 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func openLog(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 }
 
 // lookPath finds name like a shell would with the instance's PATH; a name
