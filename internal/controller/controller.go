@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/standbyhq/standby"
@@ -98,7 +99,14 @@ type Controller struct {
 
 	queue *workqueue
 	sem   chan struct{}
-	bg    sync.WaitGroup
+	// While checkouts stream in (one within checkoutStream), starts pass
+	// burstGate one at a time: a refill's start costs milliseconds of CPU
+	// in the agent and the new instance's init, and 32 of them at once
+	// took the CPU the checkouts needed. The pool still refills, one
+	// start at a time, and at full speed once the burst is over.
+	burstGate    chan struct{}
+	lastCheckout atomic.Int64 // unix ns of the latest checkout
+	bg           sync.WaitGroup
 	// placeMu makes counting a host's instances and creating new ones one
 	// step, so concurrent looks never overfill a host.
 	placeMu sync.Mutex
@@ -152,18 +160,19 @@ func New(cfg Config) (*Controller, error) {
 		cfg.ColdStartTimeout = 60 * time.Second
 	}
 	c := &Controller{
-		store:    cfg.Store,
-		agents:   cfg.Agents,
-		byHost:   map[string]standby.Agent{},
-		clock:    cfg.Clock,
-		logger:   cfg.Logger,
-		cfg:      cfg,
-		sem:      make(chan struct{}, cfg.MaxParallelStarts),
-		ready:    make(chan struct{}),
-		pools:    map[string]*poolMemory{},
-		stopping: map[string]bool{},
-		waiters:  map[string]chan standby.InstanceEvent{},
-		started:  make(chan struct{}),
+		store:     cfg.Store,
+		agents:    cfg.Agents,
+		byHost:    map[string]standby.Agent{},
+		clock:     cfg.Clock,
+		logger:    cfg.Logger,
+		cfg:       cfg,
+		sem:       make(chan struct{}, cfg.MaxParallelStarts),
+		burstGate: make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+		pools:     map[string]*poolMemory{},
+		stopping:  map[string]bool{},
+		waiters:   map[string]chan standby.InstanceEvent{},
+		started:   make(chan struct{}),
 	}
 	for i, a := range cfg.Agents {
 		if a == nil {
@@ -259,7 +268,18 @@ const burstDelay = 15 * time.Millisecond
 // PoolCheckedOut tells the controller a checkout took an instance of the
 // pool: it looks at the pool shortly, once per burst. It never blocks.
 func (c *Controller) PoolCheckedOut(poolID string) {
+	c.lastCheckout.Store(time.Now().UnixNano())
 	c.queue.AddSoon(keyPool+poolID, burstDelay)
+}
+
+// checkoutStream is how recent a checkout makes starts wait at burstGate.
+const checkoutStream = 20 * time.Millisecond
+
+// checkoutsStreaming reports whether a checkout came within
+// checkoutStream (wall time: a heuristic for sharing the CPU, not a
+// deadline).
+func (c *Controller) checkoutsStreaming() bool {
+	return time.Since(time.Unix(0, c.lastCheckout.Load())) < checkoutStream
 }
 
 // WakeSandbox asks to act on a sandbox's state now. It never blocks.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +25,9 @@ type env struct {
 	ctl     *Controller
 	project string
 	clock   standby.Clock
+	// ctlAgent, when set, is the agent the next startController gives
+	// the controller instead of agent (a wrapper of it).
+	ctlAgent standby.Agent
 
 	stopController func()
 }
@@ -88,8 +92,12 @@ func newEnv(t *testing.T, clock standby.Clock) *env {
 // stopController stops it (a test cleanup does too).
 func (e *env) startController(t *testing.T) {
 	t.Helper()
+	var ag standby.Agent = e.agent
+	if e.ctlAgent != nil {
+		ag = e.ctlAgent
+	}
 	ctl, err := New(Config{
-		Store: e.store, Agents: []standby.Agent{e.agent}, Logger: testLogger(t),
+		Store: e.store, Agents: []standby.Agent{ag}, Logger: testLogger(t),
 		Resync: 200 * time.Millisecond, BackoffBase: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
 		ColdStartTimeout: 10 * time.Second, Clock: e.clock,
 	})
@@ -576,5 +584,60 @@ func TestIntegrationDeleteWhileStarting(t *testing.T) {
 			infos, err := e.agent.Instances(e.ctx)
 			return err == nil && len(infos) == 0 && len(e.instances(t, p.ID, "")) == 0
 		})
+	}
+}
+
+// countingAgent records how many StartInstance calls run at once.
+type countingAgent struct {
+	standby.Agent
+	cur, peak atomic.Int32
+}
+
+func (c *countingAgent) StartInstance(ctx context.Context, spec standby.InstanceSpec) (standby.InstanceInfo, error) {
+	n := c.cur.Add(1)
+	defer c.cur.Add(-1)
+	for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {
+	}
+	time.Sleep(20 * time.Millisecond) // long enough for starts to overlap
+	return c.Agent.StartInstance(ctx, spec)
+}
+
+// While checkouts stream in, a refill starts one instance at a time; once
+// they stop, starts run in parallel again.
+func TestIntegrationRefillYieldsToCheckouts(t *testing.T) {
+	e := newEnv(t, nil)
+	e.stopController()
+	ca := &countingAgent{Agent: e.agent}
+	e.ctlAgent = ca
+	e.startController(t)
+	b := e.build(t, "exec sleep 1000", false)
+
+	e.ctl.PoolCheckedOut("twp_elsewhere")
+	streaming := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-streaming:
+				return
+			case <-time.After(5 * time.Millisecond):
+				e.ctl.PoolCheckedOut("twp_elsewhere")
+			}
+		}
+	})
+	p := e.pool(t, 6, 6, b, "")
+	e.waitPool(t, p.ID, "6 ready during the stream", func(p *standby.WarmPool) bool { return p.Status.Ready == 6 })
+	close(streaming)
+	wg.Wait()
+	if got := ca.peak.Load(); got != 1 {
+		t.Fatalf("%d starts ran at once while checkouts streamed in, want 1", got)
+	}
+
+	time.Sleep(2 * checkoutStream)
+	ca.peak.Store(0)
+	q := e.pool(t, 6, 6, b, "")
+	e.waitPool(t, q.ID, "6 more ready", func(p *standby.WarmPool) bool { return p.Status.Ready == 6 })
+	if got := ca.peak.Load(); got < 2 {
+		t.Fatalf("%d start at a time after the stream, want them in parallel", got)
 	}
 }

@@ -223,6 +223,14 @@ func (c *Controller) startInstance(ctx context.Context, in *standby.Instance, sp
 			return // the next start reconciles the warming row
 		}
 		defer func() { <-c.sem }()
+		if c.checkoutsStreaming() {
+			select {
+			case c.burstGate <- struct{}{}:
+				defer func() { <-c.burstGate }()
+			case <-ctx.Done():
+				return
+			}
+		}
 		// Where it listens is recorded with its readiness (the ready
 		// event carries it): nothing is written here unless it failed.
 		a, ok := c.byHost[in.HostID]
