@@ -263,6 +263,8 @@ func TestIsolationFilesAndArtefacts(t *testing.T) {
 		items, _, _ := ta.Artefacts(ctx, id, standby.Page{})
 		return len(items) == 1
 	})
+	// The symlinks come after the artefact: wait for the last one.
+	waitUntil(t, "symlink out", func() bool { _, err := os.Lstat(filepath.Join(ta.root(id), "out")); return err == nil })
 	for _, p := range []string{"../x", "/etc/passwd", "out", "dir/../../x"} {
 		var buf bytes.Buffer
 		if err := ta.ReadFile(ctx, id, p, &buf); standby.ErrorCode(err) != standby.EValidation {
