@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,7 +65,9 @@ func (s *logStock) open(path string) (*os.File, error) {
 	}
 	s.mu.Unlock()
 	if spare != "" {
-		if err := unix.Renameat2(unix.AT_FDCWD, spare, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE); err != nil {
+		// A spare someone removed is dropped; one that could not take
+		// an existing path's place is kept.
+		if err := unix.Renameat2(unix.AT_FDCWD, spare, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE); errors.Is(err, unix.EEXIST) {
 			s.put(spare)
 		}
 	}
