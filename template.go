@@ -101,23 +101,15 @@ type Resources struct {
 var DefaultResources = Resources{VCPUs: 1, MemoryMB: 512, DiskMB: 1024}
 
 // WithDefaults fills zero fields from DefaultResources.
-func (r Resources) WithDefaults() Resources {
-	if r.VCPUs <= 0 {
-		r.VCPUs = DefaultResources.VCPUs
-	}
-	if r.MemoryMB <= 0 {
-		r.MemoryMB = DefaultResources.MemoryMB
-	}
-	if r.DiskMB <= 0 {
-		r.DiskMB = DefaultResources.DiskMB
-	}
-	return r
-}
+func (r Resources) WithDefaults() Resources { return r.fill(DefaultResources) }
 
 // FillFrom takes each field r leaves unset from base, then the defaults:
 // what an instance gets from its pool's (or sandbox's) resources over
 // its build's.
-func (r Resources) FillFrom(base Resources) Resources {
+func (r Resources) FillFrom(base Resources) Resources { return r.fill(base).WithDefaults() }
+
+// fill takes each field r leaves unset (zero or less) from base.
+func (r Resources) fill(base Resources) Resources {
 	if r.VCPUs <= 0 {
 		r.VCPUs = base.VCPUs
 	}
@@ -127,7 +119,7 @@ func (r Resources) FillFrom(base Resources) Resources {
 	if r.DiskMB <= 0 {
 		r.DiskMB = base.DiskMB
 	}
-	return r.WithDefaults()
+	return r
 }
 
 // Build is an immutable version of a template.

@@ -262,7 +262,12 @@ func (a *Local) Events() <-chan standby.InstanceEvent { return a.events }
 // (the instance was stopped on request), so a full buffer never wedges a
 // stop or the shutdown.
 func (a *Local) emit(id, typ, reason string, done <-chan struct{}) {
-	a.send(standby.InstanceEvent{InstanceID: id, HostID: a.cfg.HostID, Type: typ, Reason: reason, At: a.clock.Now()}, done)
+	a.send(a.event(id, typ, reason), done)
+}
+
+// event is an event of this host about instance id, as of now.
+func (a *Local) event(id, typ, reason string) standby.InstanceEvent {
+	return standby.InstanceEvent{InstanceID: id, HostID: a.cfg.HostID, Type: typ, Reason: reason, At: a.clock.Now()}
 }
 
 func (a *Local) send(ev standby.InstanceEvent, done <-chan struct{}) {

@@ -136,10 +136,9 @@ func (a *Local) awaitReady(ctx context.Context, inst *instance) bool {
 	}
 	inst.fileMu.Unlock()
 	a.log.Info("instance ready", "instance", inst.id, "after", time.Since(inst.startedAt).Round(time.Millisecond))
-	a.send(standby.InstanceEvent{
-		InstanceID: inst.id, HostID: a.cfg.HostID, Type: standby.EventReady, At: a.clock.Now(),
-		Address: info.Address, Ports: info.Ports,
-	}, inst.ctx.Done())
+	ev := a.event(inst.id, standby.EventReady, "")
+	ev.Address, ev.Ports = info.Address, info.Ports
+	a.send(ev, inst.ctx.Done())
 	return true
 }
 

@@ -244,15 +244,14 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		}
 		workdir = filepath.Join(root, filepath.FromSlash(b.Workdir))
 	}
-	if err := mkdirIn(root, "artefacts"); err != nil {
-		return nil, fmt.Errorf("start instance %s: artefacts dir: %w", spec.ID, err)
+	dirs := []string{"artefacts"}
+	if iso != nil {
+		dirs = append(dirs, tmpDir, shmDir)
+	}
+	if err := mkdirIn(root, dirs...); err != nil {
+		return nil, fmt.Errorf("start instance %s: make %v: %w", spec.ID, dirs, err)
 	}
 	if iso != nil {
-		for _, d := range []string{tmpDir, shmDir} {
-			if err := mkdirIn(root, d); err != nil {
-				return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
-			}
-		}
 		if err := chownTree(root, iso.UID); err != nil {
 			return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 		}
@@ -473,15 +472,18 @@ func writeFiles(root string, files map[string]string) error {
 	return errs.Err()
 }
 
-// mkdirIn creates rel (and its parents) inside root without leaving it.
-func mkdirIn(root, rel string) error {
+// mkdirIn creates each of rels (and its parents) inside root without
+// leaving it.
+func mkdirIn(root string, rels ...string) error {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	if err := r.MkdirAll(filepath.FromSlash(filepath.Clean(rel)), 0o755); err != nil {
-		return unwrapPath(err)
+	for _, rel := range rels {
+		if err := r.MkdirAll(filepath.FromSlash(filepath.Clean(rel)), 0o755); err != nil {
+			return unwrapPath(err)
+		}
 	}
 	return nil
 }

@@ -72,7 +72,8 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 		if standby.IsCode(err, standby.ENotFound) {
 			// Its row went while it started (its pool was deleted, a
 			// stop found nothing running yet): nothing else stops it.
-			c.stopOrphan(ctx, ev.HostID, ev.InstanceID)
+			log.Info("stopping orphan instance", "host", ev.HostID)
+			c.stopInBackground(ctx, &standby.Instance{ID: ev.InstanceID, HostID: ev.HostID}, false)
 			return
 		}
 		if err != nil {
@@ -109,21 +110,6 @@ func (c *Controller) handleEvent(ctx context.Context, ev standby.InstanceEvent) 
 		}
 		c.instanceFailed(ctx, in, ev.Reason)
 	}
-}
-
-// stopOrphan stops, in the background, an instance a host runs that has
-// no row.
-func (c *Controller) stopOrphan(ctx context.Context, hostID, id string) {
-	a, ok := c.byHost[hostID]
-	if !ok {
-		return
-	}
-	c.goBackground(func() {
-		c.logger.Info("stopping orphan instance", "instance", id, "host", hostID)
-		if err := a.StopInstance(ctx, id); err != nil && ctx.Err() == nil {
-			c.logger.Warn("stop orphan instance", "instance", id, "err", err)
-		}
-	})
 }
 
 // instanceFailed records that an instance's process failed or is gone.

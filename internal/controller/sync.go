@@ -213,8 +213,8 @@ func (c *Controller) poolBuild(ctx context.Context, p *standby.WarmPool) (*stand
 }
 
 // startInstance starts a stored warming instance in the background,
-// bounded by MaxParallelStarts, and records where it listens. A failure
-// marks it failed and counts toward the pool's backoff.
+// bounded by MaxParallelStarts (where it listens comes with its ready
+// event). A failure marks it failed and counts toward the pool's backoff.
 func (c *Controller) startInstance(ctx context.Context, in *standby.Instance, spec standby.InstanceSpec) {
 	c.goBackground(func() {
 		select {
