@@ -247,6 +247,18 @@ func (a *Local) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	a.cancelBase()
 	a.wg.Wait()
+	// The instances run on, holding their roots in their namespaces; the
+	// next agent reaches them again through their inits (adopt).
+	a.mu.Lock()
+	for _, inst := range a.running {
+		inst.rootMu.Lock()
+		if inst.rootFD >= 0 {
+			syscall.Close(inst.rootFD)
+			inst.rootFD = -1
+		}
+		inst.rootMu.Unlock()
+	}
+	a.mu.Unlock()
 	a.removeScope()
 	a.unmountRunDir()
 	a.http.CloseIdleConnections()

@@ -51,14 +51,19 @@ func (a *Local) WriteFile(ctx context.Context, id, p string, r io.Reader) error 
 	if inst == nil {
 		return standby.Errorf(standby.ENotFound, "instance %s is not running", id)
 	}
-	root, err := os.OpenRoot(inst.root())
+	return inst.useRoot(func(dir string) error { return writeIn(dir, inst.iso, rel, p, r) })
+}
+
+// writeIn writes r to rel under dir, for WriteFile.
+func writeIn(dir string, iso *isolation, rel, p string, r io.Reader) error {
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	uid := -1
-	if inst.iso != nil {
-		uid = inst.iso.UID
+	if iso != nil {
+		uid = iso.UID
 	}
 	if d := filepath.Dir(rel); d != "." {
 		if err := root.MkdirAll(d, 0o755); err != nil {
@@ -101,7 +106,7 @@ func (a *Local) ReadFile(ctx context.Context, id, p string, w io.Writer) error {
 	if inst == nil {
 		return standby.Errorf(standby.ENotFound, "instance %s is not running", id)
 	}
-	return copyIn(inst.root(), rel, "path", p, w)
+	return inst.useRoot(func(root string) error { return copyIn(root, rel, "path", p, w) })
 }
 
 // copyIn copies the regular file rel under dir to w, never leaving dir.
@@ -130,20 +135,24 @@ func copyIn(dir, rel, field, p string, w io.Writer) error {
 	return err
 }
 
-// artefactsDir is where the instance's artefacts are: its root's while it
-// runs, the copy kept once it ended.
-func (a *Local) artefactsDir(id string) (string, error) {
+// useArtefacts calls fn with the dir of the instance's artefacts: its
+// root's while it runs, the copy kept once it ended.
+func (a *Local) useArtefacts(id string, fn func(dir string) error) error {
 	if validID(id) != nil {
-		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
+		return standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
 	if inst := a.runningInst(id); inst != nil {
-		return filepath.Join(inst.root(), "artefacts"), nil
+		err := inst.useRoot(func(root string) error { return fn(filepath.Join(root, "artefacts")) })
+		if err == nil || !inst.rootReleased() {
+			return err
+		}
+		// It ended meanwhile, and its artefacts were kept first.
 	}
 	inst := a.paths(id)
 	if _, err := os.Stat(inst.logPath("stdout")); err != nil {
-		return "", standby.Errorf(standby.ENotFound, "instance %s not found", id)
+		return standby.Errorf(standby.ENotFound, "instance %s not found", id)
 	}
-	return inst.keptArtefacts(), nil
+	return fn(inst.keptArtefacts())
 }
 
 // Artefacts lists the files under the instance's artefacts dir by path.
@@ -162,11 +171,11 @@ func (a *Local) Artefacts(ctx context.Context, id string, page standby.Page) ([]
 		size = standby.DefaultPageSize
 	}
 	size = min(size, standby.MaxPageSize)
-	dir, err := a.artefactsDir(id)
-	if err != nil {
-		return nil, "", err
-	}
-	all, err := listFiles(dir)
+	var all []standby.Artefact
+	err := a.useArtefacts(id, func(dir string) (err error) {
+		all, err = listFiles(dir)
+		return err
+	})
 	if err != nil {
 		return nil, "", err
 	}
@@ -233,11 +242,7 @@ func (a *Local) ArtefactContent(ctx context.Context, id, p string, w io.Writer) 
 	if err != nil {
 		return err
 	}
-	dir, err := a.artefactsDir(id)
-	if err != nil {
-		return err
-	}
-	return copyIn(dir, rel, "file_path", p, w)
+	return a.useArtefacts(id, func(dir string) error { return copyIn(dir, rel, "file_path", p, w) })
 }
 
 // saveArtefacts copies the regular files under src to dst: an ended

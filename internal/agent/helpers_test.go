@@ -168,7 +168,12 @@ func (ta *testAgent) start(t *testing.T, b *standby.Build, env map[string]string
 	return info
 }
 
+// root is a host path of the running instance id's root: its dir in the
+// run dir, or, isolated, the path of the agent's descriptor of its mount.
 func (ta *testAgent) root(id string) string {
+	if inst := ta.runningInst(id); inst != nil && inst.iso != nil {
+		return fdPath(inst.rootFD)
+	}
 	return filepath.Join(ta.dataDir, "run", id)
 }
 

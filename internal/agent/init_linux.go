@@ -33,7 +33,7 @@ const (
 
 // initConfig is what the agent hands the init on fd 3.
 type initConfig struct {
-	Root     string   `json:"root"`     // host path of the writable root
+	RootFD   int      `json:"root_fd"`  // the init's descriptor of the writable root's detached mount (prepareRoot)
 	RootFS   string   `json:"rootfs"`   // host path of the root skeleton (mountSkeleton); the init completes its own copy
 	Socket   string   `json:"socket"`   // host path of the exec socket
 	SelfExe  string   `json:"self_exe"` // host path of the standby binary
@@ -435,11 +435,14 @@ func buildRoot(cfg initConfig) error {
 	if err := unix.Mount("proc", nr+procDir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
+	if err := unix.MoveMount(cfg.RootFD, "", unix.AT_FDCWD, nr+sandboxDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach /sandbox: %w", err)
+	}
+	unix.Close(cfg.RootFD)
 	// The root's tmpfs is nosuid and nodev: its binds are too.
 	for _, b := range []struct{ src, dst string }{
-		{cfg.Root, sandboxDir},
-		{filepath.Join(cfg.Root, tmpDir), "/tmp"},
-		{filepath.Join(cfg.Root, shmDir), "/dev/shm"},
+		{nr + sandboxDir + "/" + tmpDir, "/tmp"},
+		{nr + sandboxDir + "/" + shmDir, "/dev/shm"},
 	} {
 		if err := unix.Mount(b.src, nr+b.dst, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", b.dst, err)

@@ -100,14 +100,18 @@ func (a *Local) freeUID(uid int) {
 	delete(a.uids, uid)
 }
 
-// prepareRoot gives the instance a uid, mounts its writable root (a tmpfs
-// of disk_mb owned by the uid, on the host so the agent reaches its files
-// directly and it outlives an agent restart) and creates its cgroup.
-func (a *Local) prepareRoot(spec standby.InstanceSpec, root string) (iso *isolation, err error) {
+// prepareRoot gives the instance a uid, makes its writable root (a tmpfs
+// of disk_mb owned by the uid) and creates its cgroup. The root is a
+// detached mount, attached in no mount namespace of the host: the agent
+// holds it by the returned descriptor, and the init moves it into its own
+// namespace. So the host's mount table does not grow with the instances,
+// and neither does the copy of it that every init's new namespace makes
+// (and tears down again), under the kernel's global namespace lock.
+func (a *Local) prepareRoot(spec standby.InstanceSpec) (iso *isolation, rootFD int, err error) {
 	res := spec.Resources.WithDefaults()
 	uid, err := a.allocUID(spec.ID)
 	if err != nil {
-		return nil, err
+		return nil, -1, err
 	}
 	iso = &isolation{UID: uid, CgroupKind: a.cgKind, Cgroup: a.cgScope + "/" + spec.ID}
 	defer func() {
@@ -115,38 +119,67 @@ func (a *Local) prepareRoot(spec standby.InstanceSpec, root string) (iso *isolat
 			a.freeUID(uid)
 		}
 	}()
-	opts := fmt.Sprintf("size=%dm,mode=0700,uid=%d,gid=%d", res.DiskMB, uid, uid)
-	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return nil, standby.Errorf(standby.EUnavailable, "start instance %s: mount root: %v", spec.ID, err)
+	rootFD, err = mountTmpfs(res.DiskMB, uid)
+	if err != nil {
+		return nil, -1, standby.Errorf(standby.EUnavailable, "start instance %s: mount root: %v", spec.ID, err)
 	}
 	iso.cg, err = newCgroup(a.cgKind, iso.Cgroup, res, a.cfg.PidsLimit)
 	if err != nil {
-		_ = unix.Unmount(root, unix.MNT_DETACH)
-		return nil, standby.Errorf(standby.EUnavailable, "start instance %s: %v", spec.ID, err)
+		unix.Close(rootFD)
+		return nil, -1, standby.Errorf(standby.EUnavailable, "start instance %s: %v", spec.ID, err)
 	}
-	return iso, nil
+	return iso, rootFD, nil
 }
 
-// releaseRoot undoes prepareRoot for an instance whose processes are gone.
-func (a *Local) releaseRoot(iso *isolation, root string) {
+// mountTmpfs makes a detached tmpfs of sizeMB, its root 0700 and owned by
+// uid, nosuid and nodev, and returns its mount descriptor.
+func mountTmpfs(sizeMB, uid int) (int, error) {
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("fsopen: %w", err)
+	}
+	defer unix.Close(fsfd)
+	for _, o := range [][2]string{{"size", strconv.Itoa(sizeMB) + "m"}, {"mode", "0700"}, {"uid", strconv.Itoa(uid)}, {"gid", strconv.Itoa(uid)}} {
+		if err := unix.FsconfigSetString(fsfd, o[0], o[1]); err != nil {
+			return -1, fmt.Errorf("tmpfs %s=%s: %w", o[0], o[1], err)
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return -1, fmt.Errorf("create tmpfs: %w", err)
+	}
+	fd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	if err != nil {
+		return -1, fmt.Errorf("fsmount: %w", err)
+	}
+	return fd, nil
+}
+
+// releaseRoot undoes prepareRoot for an instance whose processes are gone:
+// closing the last reference to the root frees its tmpfs.
+func (a *Local) releaseRoot(iso *isolation, rootFD int) {
 	if cg, err := iso.cgroup(); err == nil {
 		if err := cg.destroy(); err != nil {
 			a.log.Error("cannot remove instance cgroup", "cgroup", iso.Cgroup, "err", err)
 		}
 	}
-	if err := unix.Unmount(root, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-		a.log.Error("cannot unmount instance root", "root", root, "err", err)
+	if rootFD >= 0 {
+		unix.Close(rootFD)
 	}
 	a.freeUID(iso.UID)
 }
 
 // chownTree gives everything under root (not following symlinks) to uid.
 func chownTree(root string, uid int) error {
-	return filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fs.WalkDir(r.FS(), ".", func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, uid, uid)
+		return r.Lchown(p, uid, uid)
 	})
 }
 
@@ -154,7 +187,7 @@ func chownTree(root string, uid int) error {
 // namespaces, puts it in the cgroup before it does anything, hands it its
 // config and waits for it to report start_cmd started (or why not). It
 // returns the init's pid, which stands for the instance from then on.
-func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
+func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, rootFD int, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
 	rootfs := filepath.Join(a.runDir, rootfsDir)
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
@@ -173,10 +206,20 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 	// machine, and every thread it need not start is one less to stop
 	// when it changes uid.
 	procs := int(math.Ceil(spec.Resources.WithDefaults().VCPUs))
+	// The init gets its own descriptor of the root mount (an os.File would
+	// close the agent's when collected).
+	dup, err := unix.FcntlInt(uintptr(rootFD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		cfgR.Close()
+		statW.Close()
+		return 0, -1, err
+	}
+	rootF := os.NewFile(uintptr(dup), "root")
+	files := append(stdio, cfgR, statW, rootF)
 	proc, err := os.StartProcess(a.cfg.SelfExe, []string{"standby", InitCommand}, &os.ProcAttr{
 		Dir:   a.runDir,
 		Env:   []string{"PATH=" + defaultPath, "GOMAXPROCS=" + strconv.Itoa(max(procs, 1))},
-		Files: append(stdio, cfgR, statW),
+		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Setpgid:    true,
 			PidFD:      &pidfd,
@@ -188,6 +231,7 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 	})
 	cfgR.Close()
 	statW.Close()
+	rootF.Close()
 	if err != nil {
 		return 0, -1, standby.Errorf(standby.EUnavailable, "start instance %s: start init: %v", spec.ID, err)
 	}
@@ -212,7 +256,7 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 		hostname = hostname[:63]
 	}
 	cfg := initConfig{
-		Root: root, RootFS: rootfs, Socket: filepath.Join(a.runDir, spec.ID+sockSuffix),
+		RootFD: len(files) - 1, RootFS: rootfs, Socket: filepath.Join(a.runDir, spec.ID+sockSuffix),
 		SelfExe: a.cfg.SelfExe, Hostname: hostname, UID: iso.UID, Argv: argv, Env: env, Workdir: workdir,
 	}
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
@@ -231,17 +275,24 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, root string
 // the root) and logs, and marks when it ended for the artefact sweeper.
 // Its processes must be gone.
 func (a *Local) teardown(inst *instance) {
-	root := inst.root()
-	saved := saveArtefacts(filepath.Join(root, "artefacts"), inst.keptArtefacts())
-	if saved != nil {
-		a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", saved)
-	}
-	if inst.iso != nil {
-		a.releaseRoot(inst.iso, root)
-		os.Remove(root)
+	if inst.iso == nil {
+		root := inst.root()
+		if err := saveArtefacts(filepath.Join(root, "artefacts"), inst.keptArtefacts()); err != nil {
+			a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
+		} else {
+			os.RemoveAll(root) // on disk: kept, with its artefacts, when they could not be copied
+		}
+	} else {
+		inst.rootMu.Lock()
+		if inst.rootFD >= 0 {
+			if err := saveArtefacts(filepath.Join(fdPath(inst.rootFD), "artefacts"), inst.keptArtefacts()); err != nil {
+				a.log.Error("cannot keep instance artefacts", "instance", inst.id, "err", err)
+			}
+		}
+		a.releaseRoot(inst.iso, inst.rootFD)
+		inst.rootFD = -1
+		inst.rootMu.Unlock()
 		os.Remove(inst.sockPath())
-	} else if saved == nil {
-		os.RemoveAll(root) // on disk: kept, with its artefacts, when they could not be copied
 	}
 	// The stdout log's mtime says when it ended, for the sweeper.
 	now := a.clock.Now()
@@ -270,17 +321,6 @@ func (a *Local) sweepOrphans() {
 	scope := &cgroup{kind: a.cgKind, path: a.cgScope}
 	if err := scope.findDirs(); err != nil {
 		return
-	}
-	// A root's tmpfs is mounted before the cgroup is made: unmount every
-	// root no running instance owns (harmless where none is mounted).
-	if dirs, err := os.ReadDir(a.runDir); err == nil {
-		for _, e := range dirs {
-			if e.IsDir() && strings.HasPrefix(e.Name(), standby.PrefixInstance) && a.running[e.Name()] == nil {
-				root := filepath.Join(a.runDir, e.Name())
-				_ = unix.Unmount(root, unix.MNT_DETACH)
-				os.Remove(root)
-			}
-		}
 	}
 	// Every hierarchy is looked at: a removal cut short can leave an
 	// instance's cgroup in some and not others.

@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +19,12 @@ import (
 // this process cannot have it (not root, no cgroups).
 func isolatedAgent(t *testing.T) *testAgent {
 	t.Helper()
+	return isolatedAgentIn(t, "")
+}
+
+// isolatedAgentIn is isolatedAgent on dataDir ("": a new temp dir).
+func isolatedAgentIn(t *testing.T, dataDir string) *testAgent {
+	t.Helper()
 	skip := t.Skipf
 	if os.Getenv("CI") == "true" {
 		skip = t.Fatalf // CI must cover isolation, never skip it
@@ -30,7 +35,7 @@ func isolatedAgent(t *testing.T) *testAgent {
 	if _, _, err := resolveIsolation(IsolationOn); err != nil {
 		skip("isolation unavailable: %v", err)
 	}
-	return startAgent(t, "", func(c *Config) {
+	return startAgent(t, dataDir, func(c *Config) {
 		c.Isolation = IsolationOn
 		c.UIDBase = 300000 + os.Getpid()%1000*100
 		c.StopGrace = time.Second
@@ -171,7 +176,7 @@ func TestIsolationSeesOnlyItself(t *testing.T) {
 		{"admin key", "cat " + filepath.Join(ta.dataDir, "admin.key")},
 		{"admin key via init's root", "cat /proc/1/root" + filepath.Join(ta.dataDir, "admin.key")},
 		{"store dir", "ls " + ta.dataDir},
-		{"other sandbox's file", "cat " + filepath.Join(ta.root(b), "mine.txt")},
+		{"other sandbox's file", "cat /proc/" + strconv.Itoa(os.Getpid()) + "/fd/" + strconv.Itoa(ta.runningInst(b).rootFD) + "/mine.txt"},
 		{"signal other sandbox", "kill -9 " + strconv.Itoa(bPid)},
 		{"write system dirs", "touch /usr/bin/evil"},
 		{"write the root", "touch /evil"},
@@ -278,6 +283,18 @@ func TestIsolationFilesAndArtefacts(t *testing.T) {
 	if err := ta.ArtefactContent(ctx, id, "pw", &buf); standby.ErrorCode(err) != standby.EValidation {
 		t.Errorf("ArtefactContent(symlink out) = %v (%q), want validation_failed", err, buf.String())
 	}
+	// The root is mounted in the sandbox's namespace only: the host's
+	// mount table holds no mount of it.
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, filepath.Join(ta.dataDir, "run")+"/") && !strings.Contains(line, rootfsDir) {
+			t.Errorf("a host mount in the run dir: %s", line)
+		}
+	}
+	inst := ta.runningInst(id)
 	if err := ta.StopInstance(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +303,43 @@ func TestIsolationFilesAndArtefacts(t *testing.T) {
 	if err := ta.ArtefactContent(ctx, id, "report.txt", &buf); err != nil || buf.String() != "report\n" {
 		t.Fatalf("artefact after stop = %q, %v", buf.String(), err)
 	}
-	if _, err := os.Stat(filepath.Join(ta.root(id), "dir")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the sandbox's root is still mounted after stop: %v", err)
+	if !inst.rootReleased() {
+		t.Fatal("the agent still holds the sandbox's root after stop")
+	}
+}
+
+// TestIsolationReadoptionReachesRoot: a sandbox's root is mounted in its
+// own namespace only, so an agent that restarts reaches it again through
+// the init: files, artefacts and their copy at the end all still work.
+func TestIsolationReadoptionReachesRoot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := isolatedAgentIn(t, dir)
+	id := a.startRes(t, shBuild("echo kept > artefacts/r.txt; echo mine > mine.txt; exec sleep 1000"), standby.Resources{})
+	waitUntil(t, "the sandbox's files", func() bool { _, err := os.Stat(filepath.Join(a.root(id), "mine.txt")); return err == nil })
+	a.shutdown(t)
+
+	b := isolatedAgentIn(t, dir)
+	if b.runningInst(id) == nil {
+		t.Fatal("the sandbox was not re-adopted")
+	}
+	var buf bytes.Buffer
+	if err := b.ReadFile(ctx, id, "mine.txt", &buf); err != nil || buf.String() != "mine\n" {
+		t.Fatalf("ReadFile after re-adoption = %q, %v", buf.String(), err)
+	}
+	if err := b.WriteFile(ctx, id, "new.txt", strings.NewReader("x")); err != nil {
+		t.Fatalf("WriteFile after re-adoption: %v", err)
+	}
+	if res := b.exec(t, id, standby.ExecRequest{Cmd: []string{"cat", "new.txt"}}); res.Stdout != "x" {
+		t.Fatalf("the sandbox sees %+v, want the file the agent wrote", res)
+	}
+	if err := b.StopInstance(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	if err := b.ArtefactContent(ctx, id, "r.txt", &buf); err != nil || buf.String() != "kept\n" {
+		t.Fatalf("artefact kept after stop = %q, %v", buf.String(), err)
 	}
 }
 

@@ -36,6 +36,14 @@ type instance struct {
 	env       []string   // the start_cmd's env, also the base of an exec's
 	iso       *isolation // nil: isolation none
 
+	// rootMu guards rootFD: the root's path is used under RLock, and the
+	// root is released under Lock, so no use outlives it (the path names
+	// a descriptor number, which a later instance may reuse).
+	rootMu sync.RWMutex
+	// rootFD holds an isolated instance's root mount (see prepareRoot);
+	// -1 when it has none or it was released.
+	rootFD int
+
 	// exited is closed once the main process is gone (and reaped when it
 	// is the agent's child); exitMsg says how, written before the close.
 	exited  chan struct{}
@@ -74,6 +82,7 @@ func (a *Local) newInstance(id string) *instance {
 		endCh:  make(chan struct{}),
 		ctx:    ctx,
 		cancel: cancel,
+		rootFD: -1,
 	}
 }
 
@@ -98,9 +107,38 @@ func (a *Local) paths(id string) *instance {
 	return &instance{id: id, logDir: a.instDir, run: a.runDir}
 }
 
-// root is the host path of the instance's root (its /sandbox when
-// isolated): <run>/<id>, a tmpfs of disk_mb when isolated.
+// root is the host path of a plain (isolation none) instance's root:
+// <run>/<id>. An isolated instance's root is reached with useRoot.
 func (inst *instance) root() string { return filepath.Join(inst.run, inst.id) }
+
+// useRoot calls fn with a host path of the instance's root, valid while
+// fn runs: for an isolated instance the path of the descriptor of its root
+// mount, which exists in no mount namespace of the host (see prepareRoot).
+// not_found once the root was released.
+func (inst *instance) useRoot(fn func(root string) error) error {
+	if inst.iso == nil {
+		return fn(inst.root())
+	}
+	inst.rootMu.RLock()
+	defer inst.rootMu.RUnlock()
+	if inst.rootFD < 0 {
+		return standby.Errorf(standby.ENotFound, "instance %s is not running", inst.id)
+	}
+	return fn(fdPath(inst.rootFD))
+}
+
+// rootReleased reports whether an isolated instance's root was released.
+func (inst *instance) rootReleased() bool {
+	if inst.iso == nil {
+		return false
+	}
+	inst.rootMu.RLock()
+	defer inst.rootMu.RUnlock()
+	return inst.rootFD < 0
+}
+
+// fdPath is the path of a descriptor of this process.
+func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 func (inst *instance) logPath(stream string) string {
 	return filepath.Join(inst.logDir, inst.id+"."+stream+".log")
@@ -213,26 +251,28 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 			os.Remove(paths.logPath("stdout"))
 			os.Remove(paths.logPath("stderr"))
 			os.Remove(paths.sockPath())
-			os.RemoveAll(root)
+			if !isolated {
+				os.RemoveAll(root)
+			}
 		}
 	}()
-	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
-	}
 	// With isolation the instance sees its root at /sandbox, as its own
-	// uid, on a tmpfs of disk_mb.
+	// uid, on a tmpfs of disk_mb that the agent reaches by descriptor.
 	var iso *isolation
+	rootFD := -1
 	inside := root
 	if isolated {
-		if iso, err = a.prepareRoot(spec, root); err != nil {
+		if iso, rootFD, err = a.prepareRoot(spec); err != nil {
 			return nil, err
 		}
 		defer func() {
 			if err != nil {
-				a.releaseRoot(iso, root)
+				a.releaseRoot(iso, rootFD)
 			}
 		}()
-		inside = sandboxDir
+		root, inside = fdPath(rootFD), sandboxDir
+	} else if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("start instance %s: %w", spec.ID, err)
 	}
 	if err := writeFiles(root, b.Files); err != nil {
 		return nil, err
@@ -323,7 +363,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 		if b.Workdir != "" {
 			inWork = filepath.Join(inside, filepath.FromSlash(b.Workdir))
 		}
-		pid, pidfd, err = a.spawnInit(spec, iso, root, argv, envList, inWork, stdio)
+		pid, pidfd, err = a.spawnInit(spec, iso, rootFD, argv, envList, inWork, stdio)
 		if err != nil {
 			return nil, err
 		}
@@ -359,6 +399,7 @@ func (a *Local) start(spec standby.InstanceSpec) (inst *instance, err error) {
 	inst.pid = pid
 	inst.env = envList
 	inst.iso = iso
+	inst.rootFD = rootFD
 	// Wall time, not the injected clock: it sets the readiness deadline,
 	// also after a restart.
 	inst.startedAt = time.Now()

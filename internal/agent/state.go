@@ -7,8 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/standbyhq/standby"
 )
@@ -155,6 +158,16 @@ func (a *Local) adopt(st stateFile) bool {
 		a.teardown(inst)
 		inst.removeState()
 		return false
+	}
+	if inst.iso != nil {
+		// Its root is mounted in its own namespace only: hold it again
+		// through the init's view, so it outlives the init as at start.
+		fd, err := unix.Open("/proc/"+strconv.Itoa(st.PID)+"/root"+sandboxDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			a.log.Error("cannot reach instance root", "instance", id, "err", err)
+		} else {
+			inst.rootFD = fd
+		}
 	}
 	a.launch(inst, func() { a.waitAdopted(inst) })
 	a.log.Info("instance re-adopted", "instance", id, "pid", st.PID, "ready", st.Ready)

@@ -28,7 +28,6 @@ func (a *Local) Stats(ctx context.Context, id string) (standby.InstanceStats, er
 		Isolation: a.isolation,
 	}
 	st.Usage.Time = a.clock.Now()
-	root := inst.root()
 	var cpuNs uint64
 	var cg *cgroup
 	if inst.iso != nil {
@@ -40,10 +39,14 @@ func (a *Local) Stats(ctx context.Context, id string) (standby.InstanceStats, er
 		if err != nil {
 			return st, err
 		}
-		var fsst syscall.Statfs_t
-		if err := syscall.Statfs(root, &fsst); err == nil {
-			st.Usage.Disk = int64(fsst.Blocks-fsst.Bfree) * fsst.Bsize
-		}
+		_ = inst.useRoot(func(root string) error {
+			var fsst syscall.Statfs_t
+			err := syscall.Statfs(root, &fsst)
+			if err == nil {
+				st.Usage.Disk = int64(fsst.Blocks-fsst.Bfree) * fsst.Bsize
+			}
+			return err
+		})
 		st.Cgroup = true
 		st.MemQuota = int64(res.MemoryMB) << 20
 		st.DiskQuota = int64(res.DiskMB) << 20
@@ -55,7 +58,7 @@ func (a *Local) Stats(ctx context.Context, id string) (standby.InstanceStats, er
 				st.Usage.Mem += p.rss * int64(syscall.Getpagesize())
 			}
 		}
-		_ = filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		_ = filepath.WalkDir(inst.root(), func(_ string, d fs.DirEntry, err error) error {
 			if err == nil && d.Type().IsRegular() {
 				if fi, err := d.Info(); err == nil {
 					st.Usage.Disk += fi.Size()
