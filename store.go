@@ -50,7 +50,12 @@ type InstanceFilter struct {
 	States    []string
 	// NoPool selects instances without a pool (cold-started sandboxes).
 	NoPool bool
-	Page   Page
+	// Brief fills only ID, ProjectID, PoolID, State, TemplateBuildID,
+	// HostID, RolloutGeneration and the times (what the controller plans
+	// with), leaving the maps nil: a pool's look reads every instance of
+	// the pool, often, and decoding the rest was most of its cost.
+	Brief bool
+	Page  Page
 }
 
 // SandboxFilter selects sandboxes.

@@ -50,7 +50,7 @@ func (c *Controller) syncPool(ctx context.Context, id string) error {
 	// Claimed instances are left out: the plan never touches them, and a
 	// pool under a checkout burst has thousands, which every look would
 	// otherwise read.
-	instances, err := c.findInstances(ctx, standby.InstanceFilter{PoolID: id, States: []string{
+	instances, err := c.findInstances(ctx, standby.InstanceFilter{PoolID: id, Brief: true, States: []string{
 		standby.InstanceWarming, standby.InstanceReady, standby.InstanceDraining, standby.InstanceFailed}})
 	if err != nil {
 		return fmt.Errorf("list instances of pool %s: %w", id, err)

@@ -215,6 +215,22 @@ func scanInstance(r scanner) (*standby.Instance, error) {
 	return &i, nil
 }
 
+const instanceBriefCols = `id, project_id, pool_id, state, template_build_id, host_id, rollout_generation, created_at, ready_at, ended_at`
+
+// scanInstanceBrief scans instanceBriefCols (InstanceFilter.Brief).
+func scanInstanceBrief(r scanner) (*standby.Instance, error) {
+	var i standby.Instance
+	var pool sql.NullString
+	var created int64
+	var ready, ended sql.NullInt64
+	if err := r.Scan(&i.ID, &i.ProjectID, &pool, &i.State, &i.TemplateBuildID, &i.HostID, &i.RolloutGeneration, &created, &ready, &ended); err != nil {
+		return nil, err
+	}
+	i.PoolID = pool.String
+	i.CreatedAt, i.ReadyAt, i.EndedAt = fromMicro(created), fromNullMicro(ready), fromNullMicro(ended)
+	return &i, nil
+}
+
 func normalizeInstance(i *standby.Instance) {
 	if i.Ports == nil {
 		i.Ports = map[string]int{}
@@ -276,8 +292,11 @@ func (s *Store) FindInstance(ctx context.Context, id string) (*standby.Instance,
 
 // FindInstances lists instances in creation order.
 func (s *Store) FindInstances(ctx context.Context, f standby.InstanceFilter) ([]*standby.Instance, string, error) {
-	w := instanceWhere(f)
-	return listByID(ctx, s.reader, "inst", "SELECT "+instanceCols+" FROM instances", "id", w, f.Page, scanInstance, func(i *standby.Instance) string { return i.ID })
+	cols, scan := instanceCols, scanInstance
+	if f.Brief {
+		cols, scan = instanceBriefCols, scanInstanceBrief
+	}
+	return listByID(ctx, s.reader, "inst", "SELECT "+cols+" FROM instances", "id", instanceWhere(f), f.Page, scan, func(i *standby.Instance) string { return i.ID })
 }
 
 // instanceWhere is the condition of an instance filter.

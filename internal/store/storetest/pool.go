@@ -333,14 +333,32 @@ func testInstanceFilters(t *testing.T, s standby.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var full []*standby.Instance
 			for _, size := range []int{1, 2, 100} {
-				got := listAll(t, size, func(pg standby.Page) ([]*standby.Instance, string, error) {
+				full = listAll(t, size, func(pg standby.Page) ([]*standby.Instance, string, error) {
 					f := tt.f
 					f.Page = pg
 					return s.FindInstances(ctx, f)
 				})
-				equal(t, "instance ids", idsOf(got, func(i *standby.Instance) string { return i.ID }), tt.want)
+				equal(t, "instance ids", idsOf(full, func(i *standby.Instance) string { return i.ID }), tt.want)
 			}
+			// Brief: the same instances, with only the planning fields.
+			brief := listAll(t, 2, func(pg standby.Page) ([]*standby.Instance, string, error) {
+				f := tt.f
+				f.Page, f.Brief = pg, true
+				return s.FindInstances(ctx, f)
+			})
+			want := []standby.Instance{}
+			for _, in := range full {
+				b := *in
+				b.Address, b.Ports, b.Labels, b.Annotations, b.SandboxID, b.Reason = "", nil, nil, nil, nil, ""
+				want = append(want, b)
+			}
+			got := []standby.Instance{}
+			for _, in := range brief {
+				got = append(got, *in)
+			}
+			equal(t, "brief instances", got, want)
 			f := tt.f
 			f.Page = standby.Page{Size: 1} // ignored by a count
 			n, err := s.CountInstances(ctx, f)
