@@ -141,18 +141,34 @@ func SandboxInit(builtin Builtin) int {
 	status.Close()
 	go func() {
 		for sig := range sigs {
-			// Every process of the namespace but the init itself.
-			_ = syscall.Kill(-1, sig.(syscall.Signal))
+			signalOthers(sig.(syscall.Signal))
 		}
 	}()
 	go serveExec(ln, cred, r.spawn)
 
+	// The init's exit kills every process left in the namespace.
 	ws := <-mainDone
-	_ = syscall.Kill(-1, syscall.SIGKILL)
 	if ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
+}
+
+// signalOthers sends sig to every process of the init's PID namespace but
+// the init: those its own /proc lists. kill(-1) says the same in one call,
+// but the kernel answers it by walking every process of the host, so each
+// stop would cost O(instances).
+func signalOthers(sig syscall.Signal) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		_ = syscall.Kill(-1, sig)
+		return
+	}
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != 1 {
+			_ = syscall.Kill(pid, sig)
+		}
+	}
 }
 
 // initFailed reports why the instance could not start on the status pipe
@@ -193,13 +209,12 @@ func runBuiltin(cfg initConfig, ln *net.UnixListener, status *os.File, r *reaper
 	status.Close()
 	go func() {
 		for sig := range sigs {
-			_ = syscall.Kill(-1, sig.(syscall.Signal))
+			signalOthers(sig.(syscall.Signal))
 			cancel()
 		}
 	}()
 	go serveExec(ln, nil, r.spawn)
 	err := run(ctx)
-	_ = syscall.Kill(-1, syscall.SIGKILL)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

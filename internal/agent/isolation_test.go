@@ -343,6 +343,30 @@ func TestIsolationReadoptionReachesRoot(t *testing.T) {
 	}
 }
 
+// TestIsolationStopTermsEveryProcess: a stop's SIGTERM reaches every
+// process of the sandbox, also one in a session of its own (out of the
+// process group the agent signals), so it can clean up.
+func TestIsolationStopTermsEveryProcess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ta := isolatedAgent(t)
+	// The main process waits for its child once both got SIGTERM.
+	id := ta.startRes(t, shBuild(`setsid sh -c 'trap "echo child > artefacts/term; exit 0" TERM; touch child.up; while :; do sleep 0.1; done' &
+trap 'wait; exit 0' TERM; touch main.up; while :; do sleep 0.1; done`), standby.Resources{})
+	waitUntil(t, "both traps set", func() bool {
+		_, errC := os.Stat(filepath.Join(ta.root(id), "child.up"))
+		_, errM := os.Stat(filepath.Join(ta.root(id), "main.up"))
+		return errC == nil && errM == nil
+	})
+	if err := ta.StopInstance(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := ta.ArtefactContent(ctx, id, "term", &buf); err != nil || buf.String() != "child\n" {
+		t.Fatalf("the child's mark of SIGTERM = %q, %v", buf.String(), err)
+	}
+}
+
 // TestIsolationSweepsUnrecordedInstances: an agent that dies after
 // starting an instance's init but before writing its state file leaves a
 // process no state names; the next agent on the data dir stops it.
