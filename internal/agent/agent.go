@@ -80,7 +80,7 @@ type Local struct {
 	clock     standby.Clock
 	log       *slog.Logger
 	instDir   string
-	runDir    string // state files, exec sockets and isolated roots: a tmpfs when isolated
+	runDir    string // state files and exec sockets: a tmpfs when isolated
 	capacity  standby.Resources
 	createdAt time.Time
 	events    chan standby.InstanceEvent
@@ -88,8 +88,10 @@ type Local struct {
 	// isolation is the Host.Isolation value in force; cgKind and cgScope
 	// say where isolated instances' cgroups are.
 	isolation string
-	cgKind    string
-	cgScope   string
+	// spawner starts inits (isolated); nil without isolation.
+	spawner *spawner
+	cgKind  string
+	cgScope string
 
 	// base is cancelled when Run returns; every goroutine of the agent
 	// watches it and is counted in wg.
@@ -176,7 +178,11 @@ func New(cfg Config) (*Local, error) {
 		if err := mountRunDir(runDir); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
-		if err := mountSkeleton(filepath.Join(runDir, rootfsDir), cfg.SelfExe); err != nil {
+	}
+	var sp *spawner
+	if isolation != standby.IsolationNone {
+		var err error
+		if sp, err = startSpawner(filepath.Join(runDir, rootfsDir), cfg.SelfExe); err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
@@ -207,6 +213,7 @@ func New(cfg Config) (*Local, error) {
 		cgKind:     cgKind,
 		cgScope:    cgroupScope(dataDir),
 		stock:      newLogStock(instDir),
+		spawner:    sp,
 	}
 	a.lost = a.adoptAll()
 	a.sweepOrphans()
@@ -259,6 +266,9 @@ func (a *Local) Run(ctx context.Context) error {
 		inst.rootMu.Unlock()
 	}
 	a.mu.Unlock()
+	if a.spawner != nil {
+		a.spawner.close()
+	}
 	a.removeScope()
 	a.unmountRunDir()
 	a.http.CloseIdleConnections()

@@ -25,18 +25,20 @@ const (
 	sandboxDir  = "/sandbox"          // the instance's writable root
 	sandboxSelf = "/.standby/standby" // the standby binary, read-only
 	sockSuffix  = ".sock"             // <run dir>/<id>.sock on the host: the init's exec socket
-	initFDs     = 3                   // fd 3: config in
-	initStatusF = 4                   // fd 4: status out
 	tmpDir      = ".tmp"              // under the root: the sandbox's /tmp
-	rootfsDir   = "rootfs"            // in the run dir: the root skeleton every init's new / is made of
+	rootfsDir   = "rootfs"            // in the run dir: where the spawner mounts the root skeleton (in its namespace only)
 )
 
-// initConfig is what the agent hands the init on fd 3.
+// The init's descriptors beyond stdio, in the order spawnInit passes them.
+const (
+	initConfigF = 3 + iota // config in (initConfig, JSON)
+	initStatusF            // status out (parseInitStatus)
+	initRootF              // the writable root's detached mount (prepareRoot)
+	initSockF              // the exec socket, listening
+)
+
+// initConfig is what the agent hands the init on initConfigF.
 type initConfig struct {
-	RootFD   int      `json:"root_fd"`  // the init's descriptor of the writable root's detached mount (prepareRoot)
-	RootFS   string   `json:"rootfs"`   // host path of the root skeleton (mountSkeleton); the init completes its own copy
-	Socket   string   `json:"socket"`   // host path of the exec socket
-	SelfExe  string   `json:"self_exe"` // host path of the standby binary
 	Hostname string   `json:"hostname"`
 	UID      int      `json:"uid"`
 	Argv     []string `json:"argv"`
@@ -63,9 +65,9 @@ type Builtin func(args []string) func(ctx context.Context) error
 
 // SandboxInit is the init (PID 1) of an isolated instance, run by the
 // hidden `standby sandbox-init` command in fresh PID, mount, UTS and IPC
-// namespaces, already in the instance's cgroup. It builds the instance's
-// root (a read-only view of the host's system directories, the writable
-// root at /sandbox, a fresh /proc), pivots into it, starts start_cmd as
+// namespaces, already in the instance's cgroup and in its root (a copy of
+// the spawner's: a read-only view of the host's system directories). It
+// adds the writable root at /sandbox and a fresh /proc, starts start_cmd as
 // the instance's uid, serves exec requests on a unix socket, reaps orphans,
 // passes SIGTERM on to every process, and exits with start_cmd's status
 // (128+signal when it was killed), taking the whole namespace with it.
@@ -74,7 +76,7 @@ type Builtin func(args []string) func(ctx context.Context) error
 // in the init itself, after it has become the instance's uid: the
 // instance then costs one process start, not two.
 func SandboxInit(builtin Builtin) int {
-	cfgF := os.NewFile(initFDs, "config")
+	cfgF := os.NewFile(initConfigF, "config")
 	status := os.NewFile(initStatusF, "status")
 	if cfgF == nil || status == nil {
 		fmt.Fprintln(os.Stderr, "sandbox-init: run by the standby agent only")
@@ -90,16 +92,17 @@ func SandboxInit(builtin Builtin) int {
 	if os.Getpid() != 1 {
 		return fail("", errors.New("not in a new PID namespace"))
 	}
-	// Bound by a name relative to the run dir (the init's working dir):
-	// the absolute path may pass the 107 bytes a socket path holds.
-	sock := filepath.Base(cfg.Socket)
-	os.Remove(sock)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	sockF := os.NewFile(initSockF, "exec")
+	l, err := net.FileListener(sockF)
+	sockF.Close()
 	if err != nil {
-		return fail("", err)
+		return fail("", fmt.Errorf("exec socket: %w", err))
 	}
-	_ = os.Chmod(sock, 0o600)
-	if err := buildRoot(cfg); err != nil {
+	ln, ok := l.(*net.UnixListener)
+	if !ok {
+		return fail("", errors.New("exec socket: not a unix socket"))
+	}
+	if err := buildRoot(); err != nil {
 		return fail("", fmt.Errorf("build root: %w", err))
 	}
 	_ = syscall.Sethostname([]byte(cfg.Hostname))
@@ -358,13 +361,11 @@ const (
 // from: a read-only tmpfs holding the host's system directories, the
 // harmless devices, the standby binary (all read-only, nosuid, nodev) and
 // empty mount points for what is each instance's own (/proc, /sandbox,
-// /tmp, /dev/shm). The agent builds it once; every init's new mount
-// namespace holds a copy of it, which the init completes with four mounts
-// and pivots into. A skeleton already at dir (an agent restarted on the
-// same run dir) is replaced, so it binds the standby binary now running.
-// It is private, so nothing mounted on an init's copy reaches the host.
+// /tmp, /dev/shm). The spawner builds it once, in its own mount namespace,
+// and pivots into it; every init's new mount namespace holds a copy of it,
+// which the init completes with four mounts (buildRoot). It is private, so
+// nothing mounted on an init's copy reaches another namespace.
 func mountSkeleton(dir, selfExe string) (err error) {
-	_ = unix.Unmount(dir, unix.MNT_DETACH)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -437,44 +438,28 @@ func mountSkeleton(dir, selfExe string) (err error) {
 	return nil
 }
 
-// buildRoot makes the init's mounts private, completes its copy of the
-// agent's root skeleton (cfg.RootFS, see mountSkeleton) with a fresh
-// /proc and the instance's writable root at /sandbox (and /tmp, /dev/shm
-// inside it), and pivots into it. Nothing else of the host (the data dir,
-// other instances) is reachable from the new root.
-func buildRoot(cfg initConfig) error {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
-	}
-	nr := cfg.RootFS
-	if err := unix.Mount("proc", nr+procDir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+// buildRoot completes the init's root: it starts in a copy of the
+// spawner's namespace, so its root is already the skeleton and nothing of
+// the host is mounted in it (see spawner). It adds a fresh /proc, the
+// instance's writable root at /sandbox and, from it, /tmp and /dev/shm.
+func buildRoot() error {
+	if err := unix.Mount("proc", procDir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
-	if err := unix.MoveMount(cfg.RootFD, "", unix.AT_FDCWD, nr+sandboxDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+	if err := unix.MoveMount(initRootF, "", unix.AT_FDCWD, sandboxDir, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach /sandbox: %w", err)
 	}
-	unix.Close(cfg.RootFD)
+	unix.Close(initRootF)
 	// The root's tmpfs is nosuid and nodev: its binds are too.
 	for _, b := range []struct{ src, dst string }{
-		{nr + sandboxDir + "/" + tmpDir, "/tmp"},
-		{nr + sandboxDir + "/" + shmDir, "/dev/shm"},
+		{sandboxDir + "/" + tmpDir, "/tmp"},
+		{sandboxDir + "/" + shmDir, "/dev/shm"},
 	} {
-		if err := unix.Mount(b.src, nr+b.dst, "", unix.MS_BIND, ""); err != nil {
+		if err := unix.Mount(b.src, b.dst, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", b.dst, err)
 		}
 	}
-	if err := os.Chdir(nr); err != nil {
-		return err
-	}
-	// pivot_root(".", ".") stacks the old root on top of the new one;
-	// detaching it leaves only the new root in this namespace.
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root: %w", err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach old root: %w", err)
-	}
-	return os.Chdir("/")
+	return nil
 }
 
 // bind mounts src at dst (created), nosuid and nodev, read-only when ro.

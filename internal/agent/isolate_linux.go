@@ -188,7 +188,6 @@ func chownTree(root string, uid int) error {
 // config and waits for it to report start_cmd started (or why not). It
 // returns the init's pid, which stands for the instance from then on.
 func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, rootFD int, argv, env []string, workdir string, stdio []*os.File) (pid, pidfd int, err error) {
-	rootfs := filepath.Join(a.runDir, rootfsDir)
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return 0, -1, err
@@ -200,26 +199,38 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, rootFD int,
 		return 0, -1, err
 	}
 	defer statR.Close()
+	// The init's ends, from fd 3 on (initConfigF…): closed here once it
+	// has them, so its death ends the status read.
+	theirs := []*os.File{cfgR, statW}
+	closeTheirs := func() {
+		for _, f := range theirs {
+			f.Close()
+		}
+		theirs = nil
+	}
+	defer closeTheirs()
+	// Its own descriptor of the root mount (an os.File of the agent's
+	// would close it when collected) and the exec socket, listening.
+	dup, err := unix.FcntlInt(uintptr(rootFD), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return 0, -1, err
+	}
+	theirs = append(theirs, os.NewFile(uintptr(dup), "root"))
+	sock, err := listenUnix(filepath.Join(a.runDir, spec.ID+sockSuffix))
+	if err != nil {
+		return 0, -1, standby.Errorf(standby.EUnavailable, "start instance %s: exec socket: %v", spec.ID, err)
+	}
+	theirs = append(theirs, sock)
 	pidfd = -1
 	// The init's Go runtime gets as many Ps as the instance has vcpus: it
 	// starts before it joins the cgroup, so it would size itself to the
 	// machine, and every thread it need not start is one less to stop
 	// when it changes uid.
 	procs := int(math.Ceil(spec.Resources.WithDefaults().VCPUs))
-	// The init gets its own descriptor of the root mount (an os.File would
-	// close the agent's when collected).
-	dup, err := unix.FcntlInt(uintptr(rootFD), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		cfgR.Close()
-		statW.Close()
-		return 0, -1, err
-	}
-	rootF := os.NewFile(uintptr(dup), "root")
-	files := append(stdio, cfgR, statW, rootF)
-	proc, err := os.StartProcess(a.cfg.SelfExe, []string{"standby", InitCommand}, &os.ProcAttr{
-		Dir:   a.runDir,
+	proc, err := a.spawner.start(sandboxSelf, []string{"standby", InitCommand}, &os.ProcAttr{
+		Dir:   "/",
 		Env:   []string{"PATH=" + defaultPath, "GOMAXPROCS=" + strconv.Itoa(max(procs, 1))},
-		Files: files,
+		Files: append(stdio, theirs...),
 		Sys: &syscall.SysProcAttr{
 			Setpgid:    true,
 			PidFD:      &pidfd,
@@ -229,9 +240,7 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, rootFD int,
 			Credential: &syscall.Credential{Uid: 0, Gid: uint32(iso.UID), Groups: []uint32{}},
 		},
 	})
-	cfgR.Close()
-	statW.Close()
-	rootF.Close()
+	closeTheirs()
 	if err != nil {
 		return 0, -1, standby.Errorf(standby.EUnavailable, "start instance %s: start init: %v", spec.ID, err)
 	}
@@ -255,10 +264,7 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, rootFD int,
 	if len(hostname) > 63 {
 		hostname = hostname[:63]
 	}
-	cfg := initConfig{
-		RootFD: len(files) - 1, RootFS: rootfs, Socket: filepath.Join(a.runDir, spec.ID+sockSuffix),
-		SelfExe: a.cfg.SelfExe, Hostname: hostname, UID: iso.UID, Argv: argv, Env: env, Workdir: workdir,
-	}
+	cfg := initConfig{Hostname: hostname, UID: iso.UID, Argv: argv, Env: env, Workdir: workdir}
 	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
 		return fail(fmt.Errorf("configure init: %w", err))
 	}
@@ -268,6 +274,34 @@ func (a *Local) spawnInit(spec standby.InstanceSpec, iso *isolation, rootFD int,
 		return fail(err)
 	}
 	return pid, pidfd, nil
+}
+
+// listenUnix makes a listening unix socket at path, 0600, reached
+// through a descriptor of its dir: a socket path holds 107 bytes only.
+func listenUnix(path string) (*os.File, error) {
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(path)
+	err = unix.Bind(fd, &unix.SockaddrUnix{Name: fdPath(int(dir.Fd())) + "/" + filepath.Base(path)})
+	if err == nil {
+		err = os.Chmod(path, 0o600)
+	}
+	if err == nil {
+		err = unix.Listen(fd, 16)
+	}
+	if err != nil {
+		unix.Close(fd)
+		os.Remove(path)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 // teardown releases what an ended instance held: its cgroup, its uid and
