@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"sync"
 
 	"github.com/standbyhq/standby"
 )
@@ -12,9 +14,32 @@ import (
 // restart.
 const reasonLost = "lost: agent restarted"
 
+// eventWorkers is how many of one agent's events are recorded at once, so
+// a burst of them (a pool's instances getting ready together) shares the
+// store's commits and fsyncs instead of waiting for one each, in line.
+// One instance's events all go to the same worker, in order.
+const eventWorkers = 32
+
 // readEvents records one agent's events until its channel closes or ctx is
 // done.
 func (c *Controller) readEvents(ctx context.Context, a standby.Agent) {
+	var wg sync.WaitGroup
+	workers := make([]chan standby.InstanceEvent, eventWorkers)
+	for i := range workers {
+		workers[i] = make(chan standby.InstanceEvent, 16)
+		wg.Go(func() {
+			for ev := range workers[i] {
+				c.handleEvent(ctx, ev)
+			}
+		})
+	}
+	defer func() {
+		for _, w := range workers {
+			close(w)
+		}
+		wg.Wait()
+	}()
+	seed := maphash.MakeSeed()
 	events := a.Events()
 	for {
 		select {
@@ -24,7 +49,11 @@ func (c *Controller) readEvents(ctx context.Context, a standby.Agent) {
 			if !ok {
 				return
 			}
-			c.handleEvent(ctx, ev)
+			select {
+			case workers[maphash.String(seed, ev.InstanceID)%eventWorkers] <- ev:
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }

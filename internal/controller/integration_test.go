@@ -641,3 +641,82 @@ func TestIntegrationRefillYieldsToCheckouts(t *testing.T) {
 		t.Fatalf("%d start at a time after the stream, want them in parallel", got)
 	}
 }
+
+// eventsAgent is an agent whose events the test sends.
+type eventsAgent struct {
+	standby.Agent
+	events chan standby.InstanceEvent
+}
+
+func (a *eventsAgent) Events() <-chan standby.InstanceEvent { return a.events }
+
+// concurrentStore lets up to want UpdateInstance calls through only once
+// that many are in flight together (or after a long wait), and records
+// the most that ever were.
+type concurrentStore struct {
+	standby.Store
+	want      int32
+	cur, peak atomic.Int32
+	all       chan struct{} // closed once want are in flight
+	once      sync.Once
+}
+
+func (s *concurrentStore) UpdateInstance(ctx context.Context, id string, fn func(*standby.Instance) error) (*standby.Instance, error) {
+	n := s.cur.Add(1)
+	defer s.cur.Add(-1)
+	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+	}
+	if n >= s.want {
+		s.once.Do(func() { close(s.all) })
+	}
+	select {
+	case <-s.all:
+	case <-time.After(5 * time.Second):
+	}
+	return s.Store.UpdateInstance(ctx, id, fn)
+}
+
+// A burst of ready events is recorded concurrently, so the writes share
+// the store's commits; one instance's events keep their order.
+func TestReadyEventsRecordedTogether(t *testing.T) {
+	e := newEnv(t, nil)
+	e.stopController() // it would find these rows on no agent and fail them
+	cs := &concurrentStore{Store: e.store, want: 4, all: make(chan struct{})}
+	ctl, err := New(Config{Store: cs, Agents: []standby.Agent{e.agent}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.build(t, "exec sleep 1000", false)
+	now := standby.Now()
+	var ids []string
+	for range 8 {
+		in := &standby.Instance{ID: standby.NewID(standby.PrefixInstance), ProjectID: e.project, State: standby.InstanceWarming,
+			TemplateBuildID: b.ID, HostID: "host_test", CreatedAt: now}
+		if err := e.store.CreateInstance(e.ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, in.ID)
+	}
+	ag := &eventsAgent{events: make(chan standby.InstanceEvent, 16)}
+	for _, id := range ids {
+		ag.events <- standby.InstanceEvent{InstanceID: id, HostID: "host_test", Type: standby.EventReady, At: now}
+	}
+	// The last one also fails after its ready: it must end failed.
+	ag.events <- standby.InstanceEvent{InstanceID: ids[7], HostID: "host_test", Type: standby.EventFailed, Reason: "exited", At: now}
+	close(ag.events)
+	ctl.readEvents(e.ctx, ag)
+
+	if got := cs.peak.Load(); got < cs.want {
+		t.Fatalf("at most %d ready events were recorded at once, want %d", got, cs.want)
+	}
+	for i, id := range ids {
+		in, err := e.store.FindInstance(e.ctx, id)
+		want := standby.InstanceReady
+		if i == 7 {
+			want = standby.InstanceFailed
+		}
+		if err != nil || in.State != want {
+			t.Fatalf("instance %d: %v, %v; want %s", i, in, err, want)
+		}
+	}
+}
