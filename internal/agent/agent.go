@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,8 +258,11 @@ func (a *Local) Run(ctx context.Context) error {
 	a.wg.Wait()
 	// The instances run on, holding their roots in their namespaces; the
 	// next agent reaches them again through their inits (adopt).
+	// (Not under a.mu: a teardown takes rootMu, then a.mu.)
 	a.mu.Lock()
-	for _, inst := range a.running {
+	running := slices.Collect(maps.Values(a.running))
+	a.mu.Unlock()
+	for _, inst := range running {
 		inst.rootMu.Lock()
 		if inst.rootFD >= 0 {
 			syscall.Close(inst.rootFD)
@@ -265,7 +270,6 @@ func (a *Local) Run(ctx context.Context) error {
 		}
 		inst.rootMu.Unlock()
 	}
-	a.mu.Unlock()
 	if a.spawner != nil {
 		a.spawner.close()
 	}
